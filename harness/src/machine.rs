@@ -1,0 +1,408 @@
+//! One QEMU machine: its command line, running it with a deadline, and reading the outcome.
+
+use crate::symbols::Symbols;
+use abi::exit::ExitCode;
+use std::fmt::{self, Write as _};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The QEMU binary used for every machine.
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// How to boot one machine. Every machine is a PC (`-M pc`) under TCG with one CPU, the serial
+/// console on QEMU's standard output, no display, no reboot (a triple fault ends QEMU), and
+/// the `isa-debug-exit` device through which the kernel reports how it ended.
+#[derive(Clone, Debug)]
+pub struct Machine {
+    kernel: PathBuf,
+    initrd: Option<PathBuf>,
+    append: String,
+    memory: String,
+    icount: bool,
+    deadline: Duration,
+    extra: Vec<String>,
+}
+
+/// One line of console output and when it appeared, counted from the start of QEMU.
+#[derive(Clone, Debug)]
+pub struct Line {
+    pub at: Duration,
+    pub text: String,
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The kernel stopped the machine through `isa-debug-exit` with this code.
+    Exit(ExitCode),
+    /// QEMU exited with a status that is not one of the kernel's: 0 after a triple fault or a
+    /// reset (with `-no-reboot`), 1 for QEMU's own errors.
+    QemuStatus(i32),
+    /// QEMU was killed by a signal.
+    Killed,
+    /// The deadline passed and the harness stopped QEMU.
+    TimedOut,
+}
+
+impl fmt::Display for Ending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ending::Exit(code) => write!(f, "kernel exit {code:?}"),
+            Ending::QemuStatus(0) => write!(f, "QEMU exit status 0 (a triple fault or reset)"),
+            Ending::QemuStatus(s) => write!(f, "QEMU exit status {s}"),
+            Ending::Killed => write!(f, "QEMU killed by a signal"),
+            Ending::TimedOut => write!(f, "no end before the deadline (hang)"),
+        }
+    }
+}
+
+/// Why a machine could not be run at all.
+#[derive(Debug)]
+pub enum HarnessError {
+    /// QEMU is not installed.
+    QemuMissing,
+    /// A file the machine needs does not exist.
+    MissingFile(PathBuf),
+    Io(std::io::Error),
+}
+
+impl fmt::Display for HarnessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HarnessError::QemuMissing => {
+                write!(f, "{QEMU} not found; install it with: apt-get install -y qemu-system-x86")
+            }
+            HarnessError::MissingFile(p) => write!(f, "{} does not exist", p.display()),
+            HarnessError::Io(e) => write!(f, "running QEMU: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for HarnessError {}
+
+impl Machine {
+    /// A machine booting `kernel` with 128 MiB of RAM and a 60-second deadline.
+    pub fn new(kernel: impl Into<PathBuf>) -> Machine {
+        Machine {
+            kernel: kernel.into(),
+            initrd: None,
+            append: String::new(),
+            memory: "128M".into(),
+            icount: false,
+            deadline: Duration::from_secs(60),
+            extra: Vec::new(),
+        }
+    }
+
+    /// The boot archive (`-initrd`).
+    pub fn initrd(mut self, path: impl Into<PathBuf>) -> Machine {
+        self.initrd = Some(path.into());
+        self
+    }
+
+    /// The kernel command line (`-append`).
+    pub fn append(mut self, cmdline: &str) -> Machine {
+        self.append = cmdline.into();
+        self
+    }
+
+    /// Guest RAM, as QEMU's `-m` takes it (`"128M"`).
+    pub fn memory(mut self, size: &str) -> Machine {
+        self.memory = size.into();
+        self
+    }
+
+    /// Deterministic execution: `-icount shift=0`, one nanosecond of guest time per guest
+    /// instruction, so the guest's TSC counts instructions.
+    pub fn icount(mut self, on: bool) -> Machine {
+        self.icount = on;
+        self
+    }
+
+    /// How long the machine may run before the harness stops it and reports a hang.
+    pub fn deadline(mut self, deadline: Duration) -> Machine {
+        self.deadline = deadline;
+        self
+    }
+
+    /// More QEMU arguments.
+    pub fn arg(mut self, arg: &str) -> Machine {
+        self.extra.push(arg.into());
+        self
+    }
+
+    /// The kernel ELF this machine boots.
+    pub fn kernel(&self) -> &Path {
+        &self.kernel
+    }
+
+    /// The QEMU arguments; `serial` is `stdio` for captured runs or `mon:stdio` for an
+    /// interactive terminal (Ctrl-A X quits, Ctrl-A C reaches the QEMU monitor).
+    pub fn args(&self, serial: &str) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "-M",
+            "pc",
+            "-accel",
+            "tcg",
+            "-smp",
+            "1",
+            "-m",
+            &self.memory,
+            "-display",
+            "none",
+            "-no-reboot",
+            "-serial",
+            serial,
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if serial == "stdio" {
+            args.extend(["-monitor".into(), "none".into()]);
+        }
+        if self.icount {
+            args.extend(["-icount".into(), "shift=0".into()]);
+        }
+        args.extend(["-kernel".into(), self.kernel.display().to_string()]);
+        if let Some(initrd) = &self.initrd {
+            args.extend(["-initrd".into(), initrd.display().to_string()]);
+        }
+        args.extend(["-append".into(), self.append.clone()]);
+        args.extend(self.extra.iter().cloned());
+        args
+    }
+
+    /// A command for an interactive run on the terminal.
+    pub fn interactive_command(&self) -> Command {
+        let mut command = Command::new(QEMU);
+        command.args(self.args("mon:stdio"));
+        command
+    }
+
+    /// Boots the machine and collects its console until QEMU exits or the deadline passes.
+    pub fn run(&self) -> Result<Run, HarnessError> {
+        for file in std::iter::once(&self.kernel).chain(self.initrd.iter()) {
+            if !file.exists() {
+                return Err(HarnessError::MissingFile(file.clone()));
+            }
+        }
+        let args = self.args("stdio");
+        let start = Instant::now();
+        let mut child = Command::new(QEMU)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => HarnessError::QemuMissing,
+                _ => HarnessError::Io(e),
+            })?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut raw = Vec::new();
+            while reader.read_until(b'\n', &mut raw).unwrap_or(0) > 0 {
+                let text = String::from_utf8_lossy(&raw).trim_end_matches(['\r', '\n']).to_string();
+                if tx.send(Line { at: start.elapsed(), text }).is_err() {
+                    break;
+                }
+                raw.clear();
+            }
+        });
+        let stderr_reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+
+        let deadline = start + self.deadline;
+        let mut lines = Vec::new();
+        let mut timed_out = false;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                timed_out = true;
+                break;
+            }
+            match rx.recv_timeout(deadline - now) {
+                Ok(line) => lines.push(line),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    timed_out = true;
+                    break;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let status = if timed_out { None } else { wait_until(&mut child, deadline)? };
+        let ending = match status {
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Ending::TimedOut
+            }
+            Some(status) => match status.code() {
+                Some(code) => ExitCode::from_qemu_status(code).map_or(Ending::QemuStatus(code), Ending::Exit),
+                None => Ending::Killed,
+            },
+        };
+        let _ = reader.join();
+        lines.extend(rx.try_iter());
+        let stderr = stderr_reader.join().unwrap_or_default();
+        Ok(Run {
+            lines,
+            ending,
+            stderr,
+            elapsed: start.elapsed(),
+            kernel: self.kernel.clone(),
+            command: format!("{QEMU} {}", args.join(" ")),
+        })
+    }
+}
+
+fn wait_until(child: &mut Child, deadline: Instant) -> Result<Option<std::process::ExitStatus>, HarnessError> {
+    loop {
+        if let Some(status) = child.try_wait().map_err(HarnessError::Io)? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A kernel panic or fault report found on the console.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Crash {
+    /// The report's first line (`KERNEL PANIC at ...: message` or `KERNEL FAULT: ...`).
+    pub headline: String,
+    /// The report's detail lines (registers, page-fault cause).
+    pub details: Vec<String>,
+    /// The backtrace's addresses, innermost first.
+    pub backtrace: Vec<u64>,
+}
+
+/// What one run of a machine produced.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub lines: Vec<Line>,
+    pub ending: Ending,
+    /// What QEMU printed on its standard error.
+    pub stderr: String,
+    pub elapsed: Duration,
+    kernel: PathBuf,
+    command: String,
+}
+
+impl Run {
+    /// The whole console output.
+    pub fn console(&self) -> String {
+        self.lines.iter().map(|l| format!("{}\n", l.text)).collect()
+    }
+
+    /// The first console line containing `needle`.
+    pub fn find(&self, needle: &str) -> Option<&Line> {
+        self.lines.iter().find(|l| l.text.contains(needle))
+    }
+
+    /// Whether some console line contains `needle`.
+    pub fn printed(&self, needle: &str) -> bool {
+        self.find(needle).is_some()
+    }
+
+    /// The kernel's panic or fault report, if it printed one.
+    pub fn crash(&self) -> Option<Crash> {
+        let start = self.lines.iter().position(|l| l.text.starts_with("KERNEL PANIC") || l.text.starts_with("KERNEL FAULT"))?;
+        let mut crash = Crash { headline: self.lines[start].text.clone(), details: Vec::new(), backtrace: Vec::new() };
+        let mut in_backtrace = false;
+        for line in &self.lines[start + 1..] {
+            let text = line.text.trim();
+            if text == "backtrace:" {
+                in_backtrace = true;
+            } else if text == "end of backtrace" || (in_backtrace && !text.starts_with('#')) {
+                break;
+            } else if in_backtrace {
+                let address = text.split_whitespace().nth(1).and_then(|a| a.strip_prefix("0x"));
+                if let Some(a) = address.and_then(|a| u64::from_str_radix(a, 16).ok()) {
+                    crash.backtrace.push(a);
+                }
+            } else {
+                crash.details.push(text.to_string());
+            }
+        }
+        Some(crash)
+    }
+
+    /// The backtrace of the crash report with function names, one frame per line.
+    pub fn symbolized_backtrace(&self) -> Vec<String> {
+        let Some(crash) = self.crash() else { return Vec::new() };
+        let symbols = Symbols::load(&self.kernel).ok();
+        crash
+            .backtrace
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let name = symbols.as_ref().and_then(|s| s.lookup(*a)).unwrap_or_else(|| "?".into());
+                format!("#{i:<2} {a:#018x} {name}")
+            })
+            .collect()
+    }
+
+    /// Succeeds if the machine ended with `expected`; otherwise explains what happened: the
+    /// ending, any kernel panic or fault with its symbolised backtrace, the console and QEMU's
+    /// own messages.
+    pub fn check(&self, expected: ExitCode) -> Result<(), String> {
+        if self.ending == Ending::Exit(expected) && (expected != ExitCode::Success || self.crash().is_none()) {
+            return Ok(());
+        }
+        Err(self.report(&format!("expected kernel exit {expected:?}, got: {}", self.ending)))
+    }
+
+    /// Panics with [`Run::check`]'s explanation unless the machine ended with `expected`.
+    #[track_caller]
+    pub fn assert_exit(&self, expected: ExitCode) -> &Run {
+        if let Err(report) = self.check(expected) {
+            panic!("{report}");
+        }
+        self
+    }
+
+    /// Panics with the console unless some line contains `needle`.
+    #[track_caller]
+    pub fn assert_printed(&self, needle: &str) -> &Run {
+        if !self.printed(needle) {
+            panic!("{}", self.report(&format!("the console never showed {needle:?}")));
+        }
+        self
+    }
+
+    /// A full account of the run, headed by `problem`.
+    pub fn report(&self, problem: &str) -> String {
+        let mut out = format!("{problem}\n");
+        if let Some(crash) = self.crash() {
+            let _ = writeln!(out, "{}", crash.headline);
+            for d in &crash.details {
+                let _ = writeln!(out, "  {d}");
+            }
+            let _ = writeln!(out, "backtrace:");
+            for frame in self.symbolized_backtrace() {
+                let _ = writeln!(out, "  {frame}");
+            }
+        }
+        let _ = writeln!(out, "--- console ({} lines, {:.2?}) ---", self.lines.len(), self.elapsed);
+        out.push_str(&self.console());
+        if !self.stderr.trim().is_empty() {
+            let _ = writeln!(out, "--- QEMU stderr ---\n{}", self.stderr.trim_end());
+        }
+        let _ = writeln!(out, "--- command ---\n{}", self.command);
+        out
+    }
+}
