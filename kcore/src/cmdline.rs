@@ -135,11 +135,7 @@ fn lookup<'a, T: Copy>(
     table: &[(&'static str, T)],
 ) -> Result<T, CmdlineError<'a>> {
     let value = value.ok_or(CmdlineError::MissingValue(option))?;
-    table
-        .iter()
-        .find(|(name, _)| *name == value)
-        .map(|(_, v)| *v)
-        .ok_or(CmdlineError::BadValue { option, value })
+    table.iter().find(|(name, _)| *name == value).map(|(_, v)| *v).ok_or(CmdlineError::BadValue { option, value })
 }
 
 impl Options {

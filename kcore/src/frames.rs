@@ -48,7 +48,7 @@ impl<'a> FrameAllocator<'a> {
     /// frame in use. `bits` must hold at least `words_for(span.len())` words.
     pub fn new(span: Region, bits: &'a mut [u64]) -> FrameAllocator<'a> {
         let frames = (span.len() / PAGE_SIZE) as usize;
-        assert!(span.start % PAGE_SIZE == 0 && bits.len() >= frames.div_ceil(64), "bitmap too small for span");
+        assert!(span.start.is_multiple_of(PAGE_SIZE) && bits.len() >= frames.div_ceil(64), "bitmap too small for span");
         bits.fill(u64::MAX);
         FrameAllocator { base: span.start, frames, bits, free: 0, hint: 0 }
     }
@@ -120,7 +120,7 @@ impl<'a> FrameAllocator<'a> {
 
     /// Returns a frame.
     pub fn free(&mut self, addr: u64) -> Result<(), FrameError> {
-        if addr % PAGE_SIZE != 0 {
+        if !addr.is_multiple_of(PAGE_SIZE) {
             return Err(FrameError::Misaligned(addr));
         }
         if addr < self.base || addr >= self.base + self.frames as u64 * PAGE_SIZE {

@@ -96,7 +96,9 @@ pub fn boot(json_path: &Path, runs: usize) -> Result<std::process::ExitCode, Fai
 
     let ratio = linux.instructions as f64 / tutti.instructions as f64;
     println!();
-    println!("Boot to ready, QEMU TCG -M pc -m {MEMORY}, instructions under -icount shift=0, wall clock median of {runs}");
+    println!(
+        "Boot to ready, QEMU TCG -M pc -m {MEMORY}, instructions under -icount shift=0, wall clock median of {runs}"
+    );
     println!("| system | guest instructions to ready | wall-clock ms |");
     println!("|---|---:|---:|");
     println!("| Tutti {} | {} | {:.1} |", env!("CARGO_PKG_VERSION"), tutti.instructions, tutti.median_ms());

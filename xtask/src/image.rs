@@ -36,7 +36,7 @@ pub fn check_memory(mem: &str) -> Result<(), Failure> {
 pub fn build() -> Result<Image, Failure> {
     step("building the kernel");
     let os = root().join("os");
-    run_command(Command::new(env!("CARGO")).current_dir(&os).args(["build", "--release", "--quiet"]))?;
+    run_command(Command::new(env!("CARGO")).current_dir(&os).args(["build", "--release"]))?;
     let kernel = os.join("target/x86_64-unknown-linux-gnu/release/kernel");
 
     step("building the boot archive");

@@ -124,7 +124,12 @@ fn test(filter: Option<&str>, system_only: bool) -> Result<ExitCode, Failure> {
     deps::ensure(&[deps::QEMU])?;
     if !system_only {
         step("host unit tests");
-        run_command(Command::new(env!("CARGO")).current_dir(root()).args(["test", "--workspace", "--exclude", "systests"]))?;
+        run_command(Command::new(env!("CARGO")).current_dir(root()).args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "systests",
+        ]))?;
     }
     let image = image::build()?;
     step("system tests (QEMU)");

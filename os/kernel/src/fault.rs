@@ -69,7 +69,14 @@ pub fn kernel_fault(frame: &TrapFrame) -> ! {
         );
     }
     let f = frame;
-    emergency!("  rip {:#018x}  cs  {:#06x}  rflags {:#010x}  rsp {:#018x}  ss {:#06x}", f.rip, f.cs, f.rflags, f.rsp, f.ss);
+    emergency!(
+        "  rip {:#018x}  cs  {:#06x}  rflags {:#010x}  rsp {:#018x}  ss {:#06x}",
+        f.rip,
+        f.cs,
+        f.rflags,
+        f.rsp,
+        f.ss
+    );
     emergency!("  rax {:#018x}  rbx {:#018x}  rcx {:#018x}  rdx {:#018x}", f.rax, f.rbx, f.rcx, f.rdx);
     emergency!("  rsi {:#018x}  rdi {:#018x}  rbp {:#018x}  r8  {:#018x}", f.rsi, f.rdi, f.rbp, f.r8);
     emergency!("  r9  {:#018x}  r10 {:#018x}  r11 {:#018x}  r12 {:#018x}", f.r9, f.r10, f.r11, f.r12);
@@ -115,7 +122,7 @@ fn backtrace(first: Option<u64>, mut rbp: u64) {
         emergency!("  #{depth:<2} {rip:#018x}");
         depth += 1;
     }
-    while depth < 64 && rbp % 8 == 0 && on_a_kernel_stack(rbp) {
+    while depth < 64 && rbp.is_multiple_of(8) && on_a_kernel_stack(rbp) {
         // Safety: rbp is 8-aligned and [rbp, rbp + 16) lies on a kernel stack.
         let (next, ret) = unsafe { (*(rbp as *const u64), *((rbp + 8) as *const u64)) };
         if ret == 0 {

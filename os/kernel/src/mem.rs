@@ -111,8 +111,7 @@ pub fn init(boot: &BootInfo) -> Result<MemoryReport, MemoryError> {
     }
 
     // Safety: only the addresses of linker symbols are taken.
-    let (image_start, image_end) =
-        unsafe { (symbol(&__kernel_phys_start), symbol(&__kernel_end) - KERNEL_VMA) };
+    let (image_start, image_end) = unsafe { (symbol(&__kernel_phys_start), symbol(&__kernel_end) - KERNEL_VMA) };
     free.reserve(0, LOW_MEMORY)?;
     free.reserve(image_start, image_end - image_start)?;
     for r in boot.loader_data.iter().chain(boot.archive.iter()) {
@@ -124,10 +123,9 @@ pub fn init(boot: &BootInfo) -> Result<MemoryReport, MemoryError> {
     }
 
     let heap_size = (available / 8).clamp(HEAP_MIN, HEAP_MAX) & !(PAGE_SIZE - 1);
-    let heap = free.take(heap_size, PAGE_SIZE, BOOT_MAPPED).ok_or(MemoryError::TooLittle {
-        free: available,
-        needed: MIN_FREE,
-    })?;
+    let heap = free
+        .take(heap_size, PAGE_SIZE, BOOT_MAPPED)
+        .ok_or(MemoryError::TooLittle { free: available, needed: MIN_FREE })?;
 
     let regions = free.regions();
     let span = Region::new(regions[0].start, regions[regions.len() - 1].end);
@@ -153,8 +151,13 @@ pub fn init(boot: &BootInfo) -> Result<MemoryReport, MemoryError> {
     // Safety: the heap's frames were taken out of the free map and are mapped in the
     // kernel's direct map; the heap is initialised once.
     unsafe { HEAP.lock().init(phys_to_virt(heap), heap_size as usize) };
-    let report =
-        MemoryReport { ram, free: frames.free_frames() as u64 * PAGE_SIZE, heap: heap_size, bitmap: bitmap_bytes, page_table_frames };
+    let report = MemoryReport {
+        ram,
+        free: frames.free_frames() as u64 * PAGE_SIZE,
+        heap: heap_size,
+        bitmap: bitmap_bytes,
+        page_table_frames,
+    };
     *FRAMES.lock() = Some(frames);
     Ok(report)
 }

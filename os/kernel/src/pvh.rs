@@ -138,7 +138,8 @@ pub unsafe fn read(start_info: u64) -> Result<BootInfo, BootInfoError> {
         out.ram[out.ram_count] = PhysRange { start: e.addr, len: e.size };
         out.ram_count += 1;
     }
-    out.loader_data[2] = PhysRange { start: info.memmap_paddr, len: (entries * core::mem::size_of::<MemmapEntry>()) as u64 };
+    out.loader_data[2] =
+        PhysRange { start: info.memmap_paddr, len: (entries * core::mem::size_of::<MemmapEntry>()) as u64 };
 
     if info.nr_modules > 0 && info.modlist_paddr != 0 {
         // Safety: the module list is in the mapped low 4 GiB and has at least one entry.

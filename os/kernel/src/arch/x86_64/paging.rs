@@ -6,6 +6,7 @@
 //! - `0xffff_ffff_8000_0000 + p`: the kernel image loaded at physical `p`, with text read-only
 //!   and executable, read-only data read-only and no-execute, data and bss read-write and
 //!   no-execute, and unmapped guard pages under the stacks.
+//!
 //! Nothing in the kernel's tables is user-accessible.
 
 use kcore::memmap::PAGE_SIZE;
