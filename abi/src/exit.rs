@@ -24,12 +24,7 @@ pub enum ExitCode {
 
 impl ExitCode {
     /// Every exit code, for decoders.
-    pub const ALL: [ExitCode; 4] = [
-        ExitCode::Success,
-        ExitCode::Panic,
-        ExitCode::BadConfig,
-        ExitCode::KernelFault,
-    ];
+    pub const ALL: [ExitCode; 4] = [ExitCode::Success, ExitCode::Panic, ExitCode::BadConfig, ExitCode::KernelFault];
 
     /// The exit status of the QEMU process when the kernel exits with this code.
     pub const fn qemu_status(self) -> i32 {

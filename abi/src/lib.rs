@@ -5,5 +5,5 @@
 //! Everything here is documented in `docs/abi.md`; change both together.
 #![no_std]
 
-pub mod exit;
 pub mod console;
+pub mod exit;

@@ -200,7 +200,17 @@ impl<'a> RawEntries<'a> {
             return Ok(None);
         }
         self.offset = next;
-        Ok(Some(Entry { name, mode, uid: f[2], gid: f[3], mtime: f[5], rdev_major: f[9], rdev_minor: f[10], data, offset: at }))
+        Ok(Some(Entry {
+            name,
+            mode,
+            uid: f[2],
+            gid: f[3],
+            mtime: f[5],
+            rdev_major: f[9],
+            rdev_minor: f[10],
+            data,
+            offset: at,
+        }))
     }
 }
 

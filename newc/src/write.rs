@@ -76,10 +76,10 @@ mod tests {
     #[test]
     fn round_trips_through_the_reader() {
         let mut w = Writer::new();
-        w.dir("dev", 0o755).char_device("dev/console", 0o600, 5, 1).file("init", 0o755, b"\x7fELF").symlink(
-            "bin/sh",
-            "busybox",
-        );
+        w.dir("dev", 0o755)
+            .char_device("dev/console", 0o600, 5, 1)
+            .file("init", 0o755, b"\x7fELF")
+            .symlink("bin/sh", "busybox");
         let bytes = w.finish();
         let a = Archive::new(&bytes).unwrap();
         let e: alloc::vec::Vec<_> = a.entries().collect();
