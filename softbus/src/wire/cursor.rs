@@ -7,62 +7,68 @@
 
 use super::WireError;
 
-/// A cursor over an input buffer.
+/// A cursor over an input buffer: every read is bounds-checked.
 #[derive(Debug, Clone)]
-pub(crate) struct Reader<'a> {
+pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    pub(crate) fn new(buf: &'a [u8]) -> Self {
+    /// A reader at the start of `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
         Self { buf, pos: 0 }
     }
 
     /// The next `n` bytes, or `Truncated`.
-    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         let end = self.pos.checked_add(n).ok_or(WireError::Oversized { len: n, max: self.buf.len() })?;
         let out = self.buf.get(self.pos..end).ok_or(WireError::Truncated { needed: end, got: self.buf.len() })?;
         self.pos = end;
         Ok(out)
     }
 
-    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+    /// The next `N` bytes as an array.
+    pub fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N)?);
         Ok(out)
     }
 
-    pub(crate) fn u8(&mut self) -> Result<u8, WireError> {
+    /// The next byte.
+    pub fn u8(&mut self) -> Result<u8, WireError> {
         Ok(u8::from_be_bytes(self.array()?))
     }
 
-    pub(crate) fn u16(&mut self) -> Result<u16, WireError> {
+    /// The next big-endian `u16`.
+    pub fn u16(&mut self) -> Result<u16, WireError> {
         Ok(u16::from_be_bytes(self.array()?))
     }
 
-    pub(crate) fn u32(&mut self) -> Result<u32, WireError> {
+    /// The next big-endian `u32`.
+    pub fn u32(&mut self) -> Result<u32, WireError> {
         Ok(u32::from_be_bytes(self.array()?))
     }
 
-    pub(crate) fn u64(&mut self) -> Result<u64, WireError> {
+    /// The next big-endian `u64`.
+    pub fn u64(&mut self) -> Result<u64, WireError> {
         Ok(u64::from_be_bytes(self.array()?))
     }
 
     /// A UTF-8 text of `len` bytes.
-    pub(crate) fn text(&mut self, len: usize) -> Result<&'a str, WireError> {
+    pub fn text(&mut self, len: usize) -> Result<&'a str, WireError> {
         core::str::from_utf8(self.take(len)?).map_err(|_| WireError::BadUtf8)
     }
 
     /// All bytes not read yet.
-    pub(crate) fn rest(&mut self) -> &'a [u8] {
+    pub fn rest(&mut self) -> &'a [u8] {
         let out = self.buf.get(self.pos..).unwrap_or(&[]);
         self.pos = self.buf.len();
         out
     }
 
     /// Fails with `TrailingBytes` unless every byte was read.
-    pub(crate) fn finish(&self) -> Result<(), WireError> {
+    pub fn finish(&self) -> Result<(), WireError> {
         match self.buf.len().saturating_sub(self.pos) {
             0 => Ok(()),
             n => Err(WireError::TrailingBytes(n)),
@@ -70,19 +76,21 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// A cursor over an output buffer.
+/// A cursor over an output buffer: every write is bounds-checked.
 #[derive(Debug)]
-pub(crate) struct Writer<'a> {
+pub struct Writer<'a> {
     buf: &'a mut [u8],
     pos: usize,
 }
 
 impl<'a> Writer<'a> {
-    pub(crate) fn new(buf: &'a mut [u8]) -> Self {
+    /// A writer at the start of `buf`.
+    pub fn new(buf: &'a mut [u8]) -> Self {
         Self { buf, pos: 0 }
     }
 
-    pub(crate) fn put(&mut self, bytes: &[u8]) -> Result<(), WireError> {
+    /// Appends `bytes`.
+    pub fn put(&mut self, bytes: &[u8]) -> Result<(), WireError> {
         let got = self.buf.len();
         let end = self.pos.checked_add(bytes.len()).ok_or(WireError::BufferTooSmall { needed: usize::MAX, got })?;
         let dst = self.buf.get_mut(self.pos..end).ok_or(WireError::BufferTooSmall { needed: end, got })?;
@@ -91,24 +99,28 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    pub(crate) fn u8(&mut self, v: u8) -> Result<(), WireError> {
+    /// Appends one byte.
+    pub fn u8(&mut self, v: u8) -> Result<(), WireError> {
         self.put(&[v])
     }
 
-    pub(crate) fn u16(&mut self, v: u16) -> Result<(), WireError> {
+    /// Appends a big-endian `u16`.
+    pub fn u16(&mut self, v: u16) -> Result<(), WireError> {
         self.put(&v.to_be_bytes())
     }
 
-    pub(crate) fn u32(&mut self, v: u32) -> Result<(), WireError> {
+    /// Appends a big-endian `u32`.
+    pub fn u32(&mut self, v: u32) -> Result<(), WireError> {
         self.put(&v.to_be_bytes())
     }
 
-    pub(crate) fn u64(&mut self, v: u64) -> Result<(), WireError> {
+    /// Appends a big-endian `u64`.
+    pub fn u64(&mut self, v: u64) -> Result<(), WireError> {
         self.put(&v.to_be_bytes())
     }
 
     /// Bytes written so far.
-    pub(crate) fn position(&self) -> usize {
+    pub fn position(&self) -> usize {
         self.pos
     }
 }
