@@ -320,7 +320,8 @@ impl Run {
 
     /// The kernel's panic or fault report, if it printed one.
     pub fn crash(&self) -> Option<Crash> {
-        let start = self.lines.iter().position(|l| l.text.starts_with("KERNEL PANIC") || l.text.starts_with("KERNEL FAULT"))?;
+        let start =
+            self.lines.iter().position(|l| l.text.starts_with("KERNEL PANIC") || l.text.starts_with("KERNEL FAULT"))?;
         let mut crash = Crash { headline: self.lines[start].text.clone(), details: Vec::new(), backtrace: Vec::new() };
         let mut in_backtrace = false;
         for line in &self.lines[start + 1..] {

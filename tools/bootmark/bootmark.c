@@ -12,7 +12,8 @@
  *     bootmark=run:<path>  run `busybox sh <path>`; the script ends with /bin/bootmark-exit
  *     (no bootmark=)       an interactive busybox shell
  *
- * Run as /bin/bootmark-exit (the same program), it only ends the machine, silently.
+ * Run as /bin/bootmark-exit (the same program), it only ends the machine, silently. When it
+ * cannot do what it was asked, it prints `bootmark: <why>` and QEMU exits with status 37.
  * No libc: raw system calls and an assembly `_start`. Build with
  *     gcc -static -nostdlib -O2 -fno-stack-protector -fno-pie -no-pie -o bootmark bootmark.c
  */
@@ -32,7 +33,8 @@ typedef unsigned long u64;
 #define LINUX_REBOOT_CMD_POWER_OFF 0x4321fedcL
 
 #define DEBUG_EXIT_PORT 0xf4 /* QEMU: -device isa-debug-exit,iobase=0xf4,iosize=0x04 */
-#define DEBUG_EXIT_VALUE 0x10 /* QEMU exits with (0x10 << 1) | 1 = 33 */
+#define DEBUG_EXIT_SUCCESS 0x10 /* QEMU exits with (0x10 << 1) | 1 = 33 */
+#define DEBUG_EXIT_FAILURE 0x12 /* 37: bootmark could not do what it was asked */
 
 static long sys(long n, long a, long b, long c, long d)
 {
@@ -97,11 +99,11 @@ static int same(const char *a, const char *b)
 }
 
 /* Ends the machine: QEMU's debug-exit port, or a power-off where there is no such device. */
-static __attribute__((noreturn)) void end_machine(void)
+static __attribute__((noreturn)) void end_machine(int value)
 {
 	sys(SYS_ioctl, 1, TCSBRK, 1, 0); /* let the serial port send what was printed */
 	if (sys(SYS_ioperm, DEBUG_EXIT_PORT, 4, 1, 0) == 0)
-		__asm__ volatile("outl %0, %w1" : : "a"(DEBUG_EXIT_VALUE), "Nd"(DEBUG_EXIT_PORT));
+		__asm__ volatile("outl %0, %w1" : : "a"(value), "Nd"(DEBUG_EXIT_PORT));
 	sys(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2, LINUX_REBOOT_CMD_POWER_OFF, 0);
 	for (;;)
 		sys(SYS_exit, 1, 0, 0, 0);
@@ -117,9 +119,9 @@ static __attribute__((noreturn)) void fail(const char *what, const char *detail,
 		put_u64((u64)-err);
 		put(")");
 	}
-	put("; powering off\n");
+	put("; stopping\n");
 	flush();
-	end_machine();
+	end_machine(DEBUG_EXIT_FAILURE);
 }
 
 static __attribute__((noreturn)) void exec_busybox(char **argv, char **envp)
@@ -143,7 +145,7 @@ __attribute__((noreturn, used)) void bootmark_main(long *sp)
 		if (*p == '/')
 			name = p + 1;
 	if (same(name, "bootmark-exit"))
-		end_machine();
+		end_machine(DEBUG_EXIT_SUCCESS);
 
 	put("bootmark tsc=");
 	put_u64(tsc);
@@ -159,7 +161,7 @@ __attribute__((noreturn, used)) void bootmark_main(long *sp)
 		exec_busybox(shell, envp);
 	}
 	if (same(mode, "exit"))
-		end_machine();
+		end_machine(DEBUG_EXIT_SUCCESS);
 	if (after(mode, "run:")) {
 		char *script[] = { "sh", (char *)after(mode, "run:"), 0 };
 		exec_busybox(script, envp);
