@@ -20,11 +20,14 @@ pub enum ExitCode {
     BadConfig = 0x12,
     /// A CPU exception in kernel mode (a bug in the kernel).
     KernelFault = 0x13,
+    /// The first task (init) ended with a non-zero status or was killed by a fault.
+    InitFailed = 0x14,
 }
 
 impl ExitCode {
     /// Every exit code, for decoders.
-    pub const ALL: [ExitCode; 4] = [ExitCode::Success, ExitCode::Panic, ExitCode::BadConfig, ExitCode::KernelFault];
+    pub const ALL: [ExitCode; 5] =
+        [ExitCode::Success, ExitCode::Panic, ExitCode::BadConfig, ExitCode::KernelFault, ExitCode::InitFailed];
 
     /// The exit status of the QEMU process when the kernel exits with this code.
     pub const fn qemu_status(self) -> i32 {

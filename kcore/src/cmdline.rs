@@ -61,32 +61,40 @@ impl CrashKind {
 /// What the kernel does once bring-up is complete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OnReady {
-    /// Stay up, serving interrupts (the default).
+    /// Start the first task, `init` (the default).
+    Init,
+    /// Start nothing; stay up serving interrupts.
     Idle,
-    /// Check that the timer ticks, then shut the machine down with a success status.
+    /// Start nothing; check that the timer ticks, then shut the machine down successfully.
     Exit,
 }
 
 impl OnReady {
-    const NAMES: &'static [(&'static str, OnReady)] = &[("idle", OnReady::Idle), ("exit", OnReady::Exit)];
+    const NAMES: &'static [(&'static str, OnReady)] =
+        &[("init", OnReady::Init), ("idle", OnReady::Idle), ("exit", OnReady::Exit)];
 }
+
+/// The first task's program when `init=` does not say.
+pub const DEFAULT_INIT: &str = "/bin/init";
 
 /// The parsed kernel command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Options {
+pub struct Options<'a> {
     pub log: LogLevel,
     pub crash: Option<CrashKind>,
     pub on_ready: OnReady,
+    /// The path in the boot archive of the first task's program.
+    pub init: &'a str,
 }
 
-impl Default for Options {
+impl Default for Options<'_> {
     fn default() -> Self {
-        Options { log: LogLevel::Info, crash: None, on_ready: OnReady::Idle }
+        Options { log: LogLevel::Info, crash: None, on_ready: OnReady::Init, init: DEFAULT_INIT }
     }
 }
 
 /// Every option name, for error messages.
-pub const OPTION_NAMES: &[&str] = &["log", "crash", "on_ready"];
+pub const OPTION_NAMES: &[&str] = &["log", "crash", "on_ready", "init"];
 
 /// Why a command line was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +107,8 @@ pub enum CmdlineError<'a> {
     BadValue { option: &'static str, value: &'a str },
     /// The option appears more than once.
     Duplicate(&'static str),
+    /// The option needs an absolute path.
+    BadPath { option: &'static str, value: &'a str },
 }
 
 impl fmt::Display for CmdlineError<'_> {
@@ -125,6 +135,9 @@ impl fmt::Display for CmdlineError<'_> {
                 write!(f, ")")
             }
             CmdlineError::Duplicate(name) => write!(f, "option `{name}` is given more than once"),
+            CmdlineError::BadPath { option, value } => {
+                write!(f, "option `{option}` needs an absolute path such as /bin/init, not `{value}`")
+            }
         }
     }
 }
@@ -138,11 +151,11 @@ fn lookup<'a, T: Copy>(
     table.iter().find(|(name, _)| *name == value).map(|(_, v)| *v).ok_or(CmdlineError::BadValue { option, value })
 }
 
-impl Options {
+impl<'a> Options<'a> {
     /// Parses a kernel command line. The empty line gives the defaults.
-    pub fn parse(line: &str) -> Result<Options, CmdlineError<'_>> {
+    pub fn parse(line: &'a str) -> Result<Options<'a>, CmdlineError<'a>> {
         let mut options = Options::default();
-        let mut seen = [false; 3];
+        let mut seen = [false; OPTION_NAMES.len()];
         for word in line.split_ascii_whitespace() {
             let (name, value) = match word.split_once('=') {
                 Some((n, v)) => (n, Some(v)),
@@ -157,6 +170,11 @@ impl Options {
                 "log" => options.log = lookup(name, value, LogLevel::NAMES)?,
                 "crash" => options.crash = Some(lookup(name, value, CrashKind::NAMES)?),
                 "on_ready" => options.on_ready = lookup(name, value, OnReady::NAMES)?,
+                "init" => match value {
+                    Some(path) if path.starts_with('/') && path.len() > 1 => options.init = path,
+                    Some(path) => return Err(CmdlineError::BadPath { option: name, value: path }),
+                    None => return Err(CmdlineError::MissingValue(name)),
+                },
                 _ => unreachable!("every name in OPTION_NAMES is handled"),
             }
         }
@@ -177,8 +195,16 @@ mod tests {
 
     #[test]
     fn parses_every_option() {
-        let o = Options::parse("log=debug  crash=page_fault on_ready=exit").unwrap();
-        assert_eq!(o, Options { log: LogLevel::Debug, crash: Some(CrashKind::PageFault), on_ready: OnReady::Exit });
+        let o = Options::parse("log=debug  crash=page_fault on_ready=exit init=/bin/test").unwrap();
+        assert_eq!(
+            o,
+            Options {
+                log: LogLevel::Debug,
+                crash: Some(CrashKind::PageFault),
+                on_ready: OnReady::Exit,
+                init: "/bin/test"
+            }
+        );
     }
 
     #[test]
@@ -186,7 +212,9 @@ mod tests {
         let e = Options::parse("crash=everything").unwrap_err().to_string();
         assert!(e.contains("`everything`") && e.contains("panic page_fault write_text"), "{e}");
         let e = Options::parse("on_ready=later").unwrap_err().to_string();
-        assert!(e.ends_with("(allowed: idle exit)"), "{e}");
+        assert!(e.ends_with("(allowed: init idle exit)"), "{e}");
+        assert_eq!(Options::parse("init=bin/x"), Err(CmdlineError::BadPath { option: "init", value: "bin/x" }));
+        assert_eq!(Options::parse("init=/"), Err(CmdlineError::BadPath { option: "init", value: "/" }));
     }
 
     #[test]
@@ -194,7 +222,7 @@ mod tests {
         let e = Options::parse("log=info bogus=1").unwrap_err();
         assert_eq!(e, CmdlineError::UnknownOption("bogus"));
         assert!(e.to_string().contains("`bogus`"));
-        assert!(e.to_string().contains("log crash on_ready"));
+        assert!(e.to_string().contains("log crash on_ready init"));
     }
 
     #[test]

@@ -9,5 +9,6 @@
 extern crate std;
 
 pub mod cmdline;
+pub mod elf;
 pub mod frames;
 pub mod memmap;

@@ -16,7 +16,7 @@ fn refused(machine: Machine, message: &str) {
 fn unknown_option() {
     refused(
         tutti("on_ready=exit frobnicate=yes"),
-        "error: kernel command line: unknown kernel command-line option `frobnicate` (known options: log crash on_ready)",
+        "error: kernel command line: unknown kernel command-line option `frobnicate` (known options: log crash on_ready init)",
     );
 }
 

@@ -49,8 +49,8 @@ fn reports_memory_with_page_tables_of_its_own() {
 
 #[test]
 fn stays_up_when_not_asked_to_exit() {
-    // The default is to idle after bring-up: the harness must stop it at the deadline.
-    let run = tutti("").deadline(std::time::Duration::from_secs(3)).run().unwrap();
+    // Idling after bring-up: the harness must stop it at the deadline.
+    let run = tutti("on_ready=idle").deadline(std::time::Duration::from_secs(3)).run().unwrap();
     assert_eq!(run.ending, harness::Ending::TimedOut, "{}", run.report("expected the machine to stay up"));
     run.assert_printed(abi::console::READY);
 }

@@ -32,26 +32,47 @@ pub fn check_memory(mem: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Builds the kernel and the boot archive.
+/// Builds the kernel, the native programs and the boot archive.
 pub fn build() -> Result<Image, Failure> {
-    step("building the kernel");
+    step("building the kernel and the programs");
     let os = root().join("os");
     run_command(Command::new(env!("CARGO")).current_dir(&os).args(["build", "--release"]))?;
-    let kernel = os.join("target/x86_64-unknown-linux-gnu/release/kernel");
+    let binaries = os.join("target/x86_64-unknown-linux-gnu/release");
+    let kernel = binaries.join("kernel");
 
     step("building the boot archive");
     let out = root().join("target/tutti");
     std::fs::create_dir_all(&out)?;
     let archive = out.join("boot.cpio");
-    std::fs::write(&archive, boot_archive(&root().join("bootfs"))?)?;
+    std::fs::write(&archive, boot_archive(&root().join("bootfs"), &programs(&os, &binaries)?)?)?;
     Ok(Image { kernel, archive })
 }
 
-/// A newc archive of the directory tree at `dir`, directories before their contents, in
-/// sorted order so the archive is reproducible.
-pub fn boot_archive(dir: &Path) -> Result<Vec<u8>, Failure> {
+/// The native programs (one per `os/programs/src/bin/<name>.rs`) as (name, built binary).
+fn programs(os: &Path, binaries: &Path) -> Result<Vec<(String, PathBuf)>, Failure> {
+    let mut programs = Vec::new();
+    for entry in std::fs::read_dir(os.join("programs/src/bin"))? {
+        let path = entry?.path();
+        if let (Some(name), Some("rs")) =
+            (path.file_stem().and_then(|s| s.to_str()), path.extension().and_then(|e| e.to_str()))
+        {
+            programs.push((name.to_string(), binaries.join(name)));
+        }
+    }
+    programs.sort();
+    Ok(programs)
+}
+
+/// A newc archive of the directory tree at `dir` plus the `programs` under `bin/`, directories
+/// before their contents, in sorted order so the archive is reproducible.
+pub fn boot_archive(dir: &Path, programs: &[(String, PathBuf)]) -> Result<Vec<u8>, Failure> {
     let mut writer = newc::Writer::new();
     add_tree(&mut writer, dir, "")?;
+    writer.dir("bin", 0o755);
+    for (name, path) in programs {
+        let bytes = std::fs::read(path).map_err(|e| Failure(format!("reading {}: {e}", path.display())))?;
+        writer.file(&format!("bin/{name}"), 0o755, &bytes);
+    }
     Ok(writer.finish())
 }
 

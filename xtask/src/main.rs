@@ -136,7 +136,7 @@ fn test(filter: Option<&str>, system_only: bool) -> Result<ExitCode, Failure> {
     let mut command = Command::new(env!("CARGO"));
     command
         .current_dir(root())
-        .args(["test", "-p", "systests", "--"])
+        .args(["test", "--no-fail-fast", "-p", "systests", "--"])
         .env("TUTTI_KERNEL", &image.kernel)
         .env("TUTTI_ARCHIVE", &image.archive)
         .env("TUTTI_SCRATCH", root().join("target/systests"));

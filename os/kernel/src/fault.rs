@@ -47,6 +47,11 @@ const NAMES: [&str; 32] = [
     "reserved (31)",
 ];
 
+/// The name of exception `vector` ("#PF page fault").
+pub fn exception_name(vector: u64) -> &'static str {
+    NAMES[vector as usize % 32]
+}
+
 /// Reports an exception taken in kernel mode and stops the machine.
 pub fn kernel_fault(frame: &TrapFrame) -> ! {
     let vector = frame.vector as usize;

@@ -9,16 +9,19 @@
 #![no_main]
 
 extern crate alloc;
+extern crate freestanding;
 
 mod arch;
 mod archive;
 mod console;
 mod crash;
 mod fault;
+mod loader;
 mod mem;
 mod pvh;
-mod rt;
 mod shutdown;
+mod syscall;
+mod task;
 mod time;
 
 use abi::exit::ExitCode;
@@ -76,6 +79,17 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
     println!("{} (tsc {now}, kernel {} cycles)", abi::console::READY, now - entry_tsc);
 
     match options.on_ready {
+        OnReady::Init => {
+            let path = options.init;
+            let file = archive
+                .find(path)
+                .filter(|e| e.is_file())
+                .unwrap_or_else(|| refuse("init", &format_args!("{path} is not a file in the boot archive")));
+            let name = path.rsplit('/').next().unwrap_or(path);
+            let task = loader::load(name, file.data).unwrap_or_else(|e| refuse("init", &format_args!("{path}: {e}")));
+            log::info!("starting {path}");
+            task::start(task)
+        }
         OnReady::Exit => {
             const TICKS: u64 = 3;
             while time::ticks() < TICKS {

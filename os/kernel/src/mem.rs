@@ -159,7 +159,33 @@ pub fn init(boot: &BootInfo) -> Result<MemoryReport, MemoryError> {
         page_table_frames,
     };
     *FRAMES.lock() = Some(frames);
+    *KERNEL_ROOT.lock() = root;
     Ok(report)
+}
+
+/// The physical address of the kernel's top-level page table, whose upper half every address
+/// space shares.
+static KERNEL_ROOT: Mutex<u64> = Mutex::new(0);
+
+pub fn kernel_root() -> u64 {
+    *KERNEL_ROOT.lock()
+}
+
+/// A zeroed physical frame, or `None` when memory is exhausted.
+pub fn alloc_frame() -> Option<u64> {
+    let frame = FRAMES.lock().as_mut()?.alloc()?;
+    // Safety: the frame was free, so nothing else uses it; the direct map covers all RAM.
+    unsafe { core::ptr::write_bytes(phys_to_virt(frame), 0, PAGE_SIZE as usize) };
+    Some(frame)
+}
+
+/// Gives a frame back. A frame that is not allocated is a kernel bug.
+pub fn free_frame(frame: u64) {
+    if let Some(frames) = FRAMES.lock().as_mut() {
+        if let Err(e) = frames.free(frame) {
+            panic!("freeing a frame: {e}");
+        }
+    }
 }
 
 /// Builds the kernel's page tables and returns the physical address of the top level.

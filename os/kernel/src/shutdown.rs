@@ -11,3 +11,8 @@ pub fn exit(code: ExitCode) -> ! {
     unsafe { crate::arch::cpu::outl(DEBUG_EXIT_PORT, code as u32) };
     crate::arch::cpu::halt_forever()
 }
+
+/// The first task ended: the machine stops, successfully if init's status was 0.
+pub fn init_ended(status: i64) -> ! {
+    exit(if status == 0 { ExitCode::Success } else { ExitCode::InitFailed })
+}

@@ -9,6 +9,10 @@ use core::mem::size_of;
 
 pub const KERNEL_CODE: u16 = 0x08;
 pub const KERNEL_DATA: u16 = 0x10;
+/// The base of the user selectors as `sysret` computes them: user data at +8, user code at +16.
+pub const USER_BASE: u16 = 0x18 | 3;
+pub const USER_DATA: u16 = 0x20 | 3;
+pub const USER_CODE: u16 = 0x28 | 3;
 const TSS_SELECTOR: u16 = 0x30;
 
 /// The interrupt-stack-table slot used for faults that must not trust the current stack.
@@ -54,6 +58,12 @@ struct Pointer {
 
 extern "C" {
     static fault_stack_top: u8;
+}
+
+/// Sets the stack the CPU switches to when an interrupt or exception arrives in user mode.
+pub fn set_kernel_stack(top: u64) {
+    // Safety: one CPU, interrupts disabled in the kernel: nothing else touches the TSS now.
+    unsafe { (&raw mut TSS.rsp).cast::<u64>().write_unaligned(top) };
 }
 
 /// Loads the GDT and TSS. Called once, early, on the boot CPU.

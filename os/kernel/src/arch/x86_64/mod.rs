@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod gdt;
 pub mod paging;
 pub mod serial;
+pub mod syscall;
 pub mod trap;
 
 core::arch::global_asm!(include_str!("boot.s"), options(att_syntax));

@@ -22,6 +22,7 @@ const LARGE_PAGE: u64 = 2 << 20;
 pub mod flags {
     pub const PRESENT: u64 = 1 << 0;
     pub const WRITABLE: u64 = 1 << 1;
+    pub const USER: u64 = 1 << 2;
     pub const WRITE_THROUGH: u64 = 1 << 3;
     pub const NO_CACHE: u64 = 1 << 4;
     pub const HUGE: u64 = 1 << 7;
@@ -65,6 +66,64 @@ impl PageTable {
         Ok(PageTable { root: alloc().ok_or(MapError::OutOfFrames)? })
     }
 
+    /// The page table whose top level is the frame at `root`.
+    pub fn from_root(root: u64) -> PageTable {
+        PageTable { root }
+    }
+
+    /// The physical address and leaf flags that `virt` maps to, if it is mapped.
+    pub fn translate(&self, virt: u64) -> Option<(u64, u64)> {
+        let mut table = self.root;
+        for level in (1..=4).rev() {
+            let index = (virt >> (12 + 9 * (level - 1))) & 0x1ff;
+            // Safety: `table` is a page-table frame reached through the direct map.
+            let entry = unsafe { *(phys_to_virt(table) as *const u64).add(index as usize) };
+            if entry & PRESENT == 0 {
+                return None;
+            }
+            let page_size = 1u64 << (12 + 9 * (level - 1));
+            if level == 1 || entry & HUGE != 0 {
+                let base = entry & ADDRESS_MASK & !(page_size - 1);
+                return Some((base + (virt & (page_size - 1)), entry & !ADDRESS_MASK));
+            }
+            table = entry & ADDRESS_MASK;
+        }
+        None
+    }
+
+    /// Changes the leaf flags of the 4 KiB page mapped at `virt`, keeping its frame.
+    pub fn set_flags(&mut self, virt: u64, leaf: u64) -> bool {
+        let Some((phys, _)) = self.translate(virt) else { return false };
+        let mut no_alloc = || None;
+        match self.entry(virt, 1, leaf & USER, &mut no_alloc) {
+            Ok(entry) => {
+                // Safety: `entry` is the present leaf for `virt` in this table's frames.
+                unsafe { *entry = (phys & ADDRESS_MASK) | leaf | PRESENT };
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Calls `visit(table_level, entry)` for every present entry of the lower half (the user
+    /// part), leaves first, so an address space can give its frames back.
+    pub fn for_each_user_entry(&self, visit: &mut dyn FnMut(u32, u64)) {
+        fn walk(table: u64, level: u32, entries: core::ops::Range<usize>, visit: &mut dyn FnMut(u32, u64)) {
+            for index in entries {
+                // Safety: `table` is a page-table frame reached through the direct map.
+                let entry = unsafe { *(phys_to_virt(table) as *const u64).add(index) };
+                if entry & PRESENT == 0 {
+                    continue;
+                }
+                if level > 1 && entry & HUGE == 0 {
+                    walk(entry & ADDRESS_MASK, level - 1, 0..512, visit);
+                }
+                visit(level, entry);
+            }
+        }
+        walk(self.root, 4, 0..256, visit);
+    }
+
     /// The physical address to load into CR3.
     pub fn root(&self) -> u64 {
         self.root
@@ -83,9 +142,12 @@ impl PageTable {
         let mut offset = 0;
         while offset < len {
             let (v, p) = (virt + offset, phys + offset);
-            let large = v % LARGE_PAGE == 0 && p % LARGE_PAGE == 0 && len - offset >= LARGE_PAGE;
+            let large = leaf & USER == 0
+                && v.is_multiple_of(LARGE_PAGE)
+                && p.is_multiple_of(LARGE_PAGE)
+                && len - offset >= LARGE_PAGE;
             let level = if large { 2 } else { 1 };
-            let entry = self.entry(v, level, alloc)?;
+            let entry = self.entry(v, level, leaf & USER, alloc)?;
             // Safety: `entry` points into a page-table frame reached through the direct map.
             unsafe {
                 if *entry & PRESENT != 0 {
@@ -99,8 +161,14 @@ impl PageTable {
     }
 
     /// The entry for `virt` at `level` (1 = page table, 2 = page directory), creating the
-    /// tables above it.
-    fn entry(&mut self, virt: u64, level: u32, alloc: &mut dyn FnMut() -> Option<u64>) -> Result<*mut u64, MapError> {
+    /// tables above it; `user` (0 or `USER`) goes into the intermediate entries on the way.
+    fn entry(
+        &mut self,
+        virt: u64,
+        level: u32,
+        user: u64,
+        alloc: &mut dyn FnMut() -> Option<u64>,
+    ) -> Result<*mut u64, MapError> {
         let mut table = self.root;
         for l in (level + 1..=4).rev() {
             let index = (virt >> (12 + 9 * (l - 1))) & 0x1ff;
@@ -110,9 +178,11 @@ impl PageTable {
             unsafe {
                 if *slot & PRESENT == 0 {
                     let frame = alloc().ok_or(MapError::OutOfFrames)?;
-                    *slot = frame | PRESENT | WRITABLE;
+                    *slot = frame | PRESENT | WRITABLE | user;
                 } else if *slot & HUGE != 0 {
                     return Err(MapError::AlreadyMapped(virt));
+                } else {
+                    *slot |= user;
                 }
                 table = *slot & ADDRESS_MASK;
             }

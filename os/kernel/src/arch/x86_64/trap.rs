@@ -28,10 +28,20 @@ global_asm!(
     "    push r13",
     "    push r14",
     "    push r15",
-    "    mov rdi, rsp",
     "    cld",
+    // From user mode: save the user's FPU/SSE state (the kernel itself uses SSE).
+    "    test qword ptr [rsp + 18 * 8], 3",
+    "    jz 1f",
+    "    mov rax, [rip + {fpu}]",
+    "    fxsave64 [rax]",
+    "1:  mov rdi, rsp",
     "    call {dispatch}",
-    "    pop r15",
+    // To user mode (maybe another thread's): restore its FPU/SSE state.
+    "    test qword ptr [rsp + 18 * 8], 3",
+    "    jz 2f",
+    "    mov rax, [rip + {fpu}]",
+    "    fxrstor64 [rax]",
+    "2:  pop r15",
     "    pop r14",
     "    pop r13",
     "    pop r12",
@@ -49,11 +59,73 @@ global_asm!(
     "    add rsp, 16",
     "    iretq",
     dispatch = sym trap_dispatch,
+    fpu = sym CURRENT_FPU,
 );
+
+/// Returns to user mode with the register state in `frame`, on the kernel stack `stack_top`
+/// (which becomes empty: the kernel keeps no state on its stack between entries).
+///
+/// # Safety
+/// `frame` must describe a valid user context (user selectors, canonical user rip, IF set) and
+/// CURRENT_FPU must point at that thread's FPU area.
+pub unsafe fn enter_user(frame: &TrapFrame, stack_top: u64) -> ! {
+    // Safety: the caller guarantees the frame; the copy goes to the top of the kernel stack, so
+    // the exit path pops exactly one TrapFrame and irets.
+    unsafe {
+        let at = (stack_top as *mut TrapFrame).sub(1);
+        at.write(*frame);
+        asm!(
+            "mov rsp, {frame}",
+            "mov rax, [rip + {fpu}]",
+            "fxrstor64 [rax]",
+            "pop r15",
+            "pop r14",
+            "pop r13",
+            "pop r12",
+            "pop r11",
+            "pop r10",
+            "pop r9",
+            "pop r8",
+            "pop rbp",
+            "pop rdi",
+            "pop rsi",
+            "pop rdx",
+            "pop rcx",
+            "pop rbx",
+            "pop rax",
+            "add rsp, 16",
+            "iretq",
+            frame = in(reg) at,
+            fpu = sym CURRENT_FPU,
+            options(noreturn),
+        );
+    }
+}
+
+/// The FPU/SSE save area (`fxsave` format) of the thread that runs in user mode next. The
+/// entry path saves into it and the exit path restores from it.
+#[no_mangle]
+pub static mut CURRENT_FPU: *mut FpuState = core::ptr::null_mut();
+
+/// An `fxsave` area.
+#[repr(C, align(16))]
+#[derive(Clone)]
+pub struct FpuState(pub [u8; 512]);
+
+impl FpuState {
+    /// The state of a new thread: x87 control word 0x37f, MXCSR 0x1f80 (all exceptions
+    /// masked, round to nearest), every register zero.
+    pub fn new() -> FpuState {
+        let mut area = [0u8; 512];
+        area[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
+        area[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
+        FpuState(area)
+    }
+}
 
 /// The machine state at an interrupt or exception, as saved on the stack by the entry path.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct TrapFrame {
     pub r15: u64,
     pub r14: u64,
@@ -137,9 +209,21 @@ pub fn init() {
     }
 }
 
-/// Called by `isr_common` for every interrupt and exception.
+/// The pseudo-vector the system-call entry pushes (beyond the IDT's 256).
+pub const SYSCALL_VECTOR: u64 = 0x100;
+
+impl TrapFrame {
+    /// Whether the trap came from user mode.
+    pub fn is_user(&self) -> bool {
+        self.cs & 3 == 3
+    }
+}
+
+/// Called by `isr_common` for every interrupt, exception and system call.
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     match frame.vector {
+        SYSCALL_VECTOR => crate::syscall::handle(frame),
+        v if v < EXCEPTION_COUNT && frame.is_user() => crate::task::user_fault(frame),
         v if v < EXCEPTION_COUNT => crate::fault::kernel_fault(frame),
         v if v == TIMER_VECTOR as u64 => {
             crate::time::tick();

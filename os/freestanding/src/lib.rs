@@ -1,7 +1,8 @@
 //! What the compiler expects a freestanding program to provide: the memory primitives (the
 //! host target's precompiled compiler_builtins does not export them) and the unwinding
-//! personality routine that core's unwind tables name (the kernel aborts on panic, so it is
-//! never called).
+//! personality routine that core's unwind tables name (Tutti's programs abort on panic, so it
+//! is never called). Linked into the kernel and into every native user program.
+#![no_std]
 
 use core::arch::asm;
 

@@ -1,0 +1,90 @@
+//! The runtime of native Tutti programs.
+//!
+//! A program is a `#![no_std] #![no_main]` binary that names its main function with
+//! [`entry!`]. The runtime provides the ELF entry point `_start` (which calls main and exits
+//! with its status), the system-call wrappers ([`sys`]), console output ([`print!`],
+//! [`println!`]) and a panic handler that reports the panic and exits with status 101.
+#![no_std]
+
+extern crate freestanding;
+
+pub mod sys;
+
+use core::fmt::Write;
+
+core::arch::global_asm!(
+    ".globl _start",
+    "_start:",
+    "    xor ebp, ebp",   // the end of frame-pointer backtraces
+    "    and rsp, -16",   // the System V ABI wants a 16-byte aligned stack at calls
+    "    call {start}",
+    "    ud2",
+    start = sym start,
+);
+
+extern "Rust" {
+    /// Defined by [`entry!`].
+    fn __tutti_main() -> i32;
+}
+
+extern "C" fn start() -> ! {
+    // Safety: `entry!` defines the symbol with this signature in every program.
+    let status = unsafe { __tutti_main() };
+    sys::exit(status)
+}
+
+/// Names the program's main function: `rt::entry!(main);` with `fn main() -> i32`.
+#[macro_export]
+macro_rules! entry {
+    ($main:path) => {
+        #[no_mangle]
+        fn __tutti_main() -> i32 {
+            let main: fn() -> i32 = $main;
+            main()
+        }
+    };
+}
+
+/// Console output through the kernel's debug console, in chunks the kernel accepts.
+pub struct Console;
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let mut rest = s;
+        while !rest.is_empty() {
+            let mut cut = rest.len().min(abi::syscall::DEBUG_WRITE_MAX);
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            sys::debug_write(&rest[..cut]).map_err(|_| core::fmt::Error)?;
+            rest = &rest[cut..];
+        }
+        Ok(())
+    }
+}
+
+#[doc(hidden)]
+pub fn print_args(args: core::fmt::Arguments) {
+    let _ = Console.write_fmt(args);
+}
+
+/// Prints to the console.
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::print_args(format_args!($($arg)*)) };
+}
+
+/// Prints a line to the console.
+#[macro_export]
+macro_rules! println {
+    ($($arg:tt)*) => { $crate::print_args(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    match info.location() {
+        Some(l) => println!("panic at {}:{}: {}", l.file(), l.line(), info.message()),
+        None => println!("panic: {}", info.message()),
+    }
+    sys::exit(101)
+}
