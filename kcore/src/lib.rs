@@ -5,10 +5,14 @@
 //! with `cargo test`, so the parts of the kernel that make decisions are tested without QEMU.
 #![no_std]
 
+extern crate alloc;
+
 #[cfg(test)]
 extern crate std;
 
+pub mod cap;
 pub mod cmdline;
 pub mod elf;
 pub mod frames;
 pub mod memmap;
+pub mod sched;
