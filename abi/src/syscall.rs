@@ -1,34 +1,123 @@
-//! System-call numbers, the calling convention and error codes.
+//! System calls: numbers, the register convention, messages and error codes.
 //!
-//! A program makes a system call with the `syscall` instruction: the number in `rax`, arguments
-//! in `rdi`, `rsi`, `rdx`, `r10`, `r8`, `r9` (the Linux order; `rcx` and `r11` are taken by the
-//! instruction). The kernel returns a status in `rax`, 0 for success or an [`Error`] code, and
-//! results in `rdi`, `rsi`, `rdx`, `r10`, `r8`, `r9`. Every other register is preserved,
-//! including the vector registers. See docs/abi.md.
+//! A program makes a system call with the `syscall` instruction. In: `rax` holds the call
+//! number in bits 0-15 and, for calls on an object, the capability handle in bits 32-63;
+//! arguments `a0`-`a6` are `rdi`, `rsi`, `rdx`, `r10`, `r8`, `r9`, `r12`. Out: `rax` holds the
+//! status (0, or an [`Error`] code) and results `r0`-`r6` are in the same seven registers.
+//! `rcx` and `r11` are clobbered by the instruction; every other register, including the
+//! x87/SSE state, is preserved. See docs/abi.md for each call's arguments, rights and errors.
 
 /// System-call numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u64)]
+#[repr(u16)]
 pub enum Sys {
-    /// `debug_write(ptr, len)`: writes `len` bytes (at most [`DEBUG_WRITE_MAX`]) of UTF-8 from
-    /// `ptr` to the kernel console.
+    /// `debug_write` on a console capability (WRITE): `a0` pointer, `a1` length.
     DebugWrite = 0,
-    /// `exit(status)`: ends the calling task, all its threads, with `status`. Does not return.
+    /// `exit(a0 = status)`: ends the calling task. Does not return.
     Exit = 1,
+    /// Gives the CPU to the next ready thread of the same priority.
+    Yield = 2,
+    /// Sleeps `a0` nanoseconds.
+    Sleep = 3,
+    /// Calls an endpoint (SEND): message in `a0`-`a5`, timeout in `a6`; the reply comes back in
+    /// `r0`-`r5`.
+    Call = 4,
+    /// Receives on an endpoint (RECEIVE), timeout in `a6`: message in `r0`-`r5`, badge in `r6`.
+    Recv = 5,
+    /// Replies to the caller being served: message in `a0`-`a5`.
+    Reply = 6,
+    /// Replies (`a0`-`a5`) then receives on the endpoint, as `Reply` then `Recv`.
+    ReplyRecv = 7,
+    /// Signals a notification (SEND): ORs `a0` into its bits.
+    Signal = 8,
+    /// Waits on a notification (RECEIVE), timeout in `a6`: its bits in `r0`, then cleared.
+    Wait = 9,
+    /// Copies a capability (DUPLICATE): rights mask `a0`, badge `a1` (if it has none) -> `r0`.
+    CapDuplicate = 10,
+    /// Closes a handle.
+    CapClose = 11,
+    /// Destroys the object for every holder (REVOKE).
+    CapRevoke = 12,
+    /// Describes a capability: `r0` object type, `r1` rights, `r2` badge.
+    CapInfo = 13,
+    /// Creates an endpoint -> `r0` handle with all rights.
+    EndpointCreate = 14,
+    /// Creates a notification -> `r0` handle with all rights.
+    NotificationCreate = 15,
+    /// Nanoseconds since boot -> `r0`.
+    TimeNow = 16,
+    /// Creates a thread in the task of the handle (CONTROL; 0 = own task): `a0` entry, `a1`
+    /// stack, `a2` priority, `a3` argument (its `rdi`) -> `r0` thread handle. It starts at once.
+    ThreadCreate = 17,
 }
 
 impl Sys {
-    pub fn from_number(n: u64) -> Option<Sys> {
-        match n {
-            0 => Some(Sys::DebugWrite),
-            1 => Some(Sys::Exit),
-            _ => None,
-        }
+    pub const ALL: [Sys; 18] = [
+        Sys::DebugWrite,
+        Sys::Exit,
+        Sys::Yield,
+        Sys::Sleep,
+        Sys::Call,
+        Sys::Recv,
+        Sys::Reply,
+        Sys::ReplyRecv,
+        Sys::Signal,
+        Sys::Wait,
+        Sys::CapDuplicate,
+        Sys::CapClose,
+        Sys::CapRevoke,
+        Sys::CapInfo,
+        Sys::EndpointCreate,
+        Sys::NotificationCreate,
+        Sys::TimeNow,
+        Sys::ThreadCreate,
+    ];
+
+    pub fn from_number(n: u16) -> Option<Sys> {
+        Sys::ALL.get(n as usize).copied()
     }
+}
+
+/// `rax` for a call: the number and the capability handle.
+pub const fn encode_call(sys: Sys, handle: u32) -> u64 {
+    sys as u64 | (handle as u64) << 32
 }
 
 /// The most bytes one `debug_write` takes.
 pub const DEBUG_WRITE_MAX: usize = 4096;
+
+/// A timeout meaning "wait forever".
+pub const FOREVER: u64 = u64::MAX;
+
+/// Data words of a message, besides its info word.
+pub const MESSAGE_WORDS: usize = 4;
+
+/// The info word of a message (`a0`/`r0`): the label in bits 0-31, flags above.
+pub mod info {
+    /// A capability travels with the message: its handle is in `a5` (sending) / `r5` (received).
+    pub const CAP: u64 = 1 << 32;
+    /// The label of a message.
+    pub const fn label(info: u64) -> u32 {
+        info as u32
+    }
+}
+
+/// Labels the kernel puts on messages it sends on a thread's behalf.
+pub mod label {
+    /// A fault message to a task's supervisor: words = vector, error code, address, rip.
+    pub const FAULT: u32 = 0xffff_0001;
+}
+
+/// Object types reported by `CapInfo`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum ObjectType {
+    Console = 1,
+    Task = 2,
+    Thread = 3,
+    Endpoint = 4,
+    Notification = 5,
+}
 
 /// Error codes returned in `rax`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,18 +127,43 @@ pub enum Error {
     NoSuchCall = 1,
     /// A pointer argument does not point at memory the caller may access that way.
     BadAddress = 2,
-    /// An argument is out of range (a length too large, bytes not UTF-8, ...).
+    /// An argument is out of range.
     InvalidArgument = 3,
+    /// The handle does not name a capability of the caller, or its object no longer exists.
+    InvalidHandle = 4,
+    /// The capability is of the wrong object type for the call.
+    WrongType = 5,
+    /// The capability lacks a right the call needs.
+    MissingRights = 6,
+    /// The task's memory quota or capability table is exhausted.
+    QuotaExceeded = 7,
+    /// The timeout passed.
+    TimedOut = 8,
+    /// The other side of the call died or its object was destroyed.
+    PeerDied = 9,
+    /// `Reply` without a caller to reply to.
+    NoCaller = 10,
+    /// A timeout of 0 and nothing there: the call would block.
+    WouldBlock = 11,
 }
 
 impl Error {
+    pub const ALL: [Error; 11] = [
+        Error::NoSuchCall,
+        Error::BadAddress,
+        Error::InvalidArgument,
+        Error::InvalidHandle,
+        Error::WrongType,
+        Error::MissingRights,
+        Error::QuotaExceeded,
+        Error::TimedOut,
+        Error::PeerDied,
+        Error::NoCaller,
+        Error::WouldBlock,
+    ];
+
     pub fn from_code(code: u64) -> Option<Error> {
-        match code {
-            1 => Some(Error::NoSuchCall),
-            2 => Some(Error::BadAddress),
-            3 => Some(Error::InvalidArgument),
-            _ => None,
-        }
+        Error::ALL.into_iter().find(|e| *e as u64 == code)
     }
 }
 
@@ -59,6 +173,68 @@ impl core::fmt::Display for Error {
             Error::NoSuchCall => "no such system call",
             Error::BadAddress => "bad address",
             Error::InvalidArgument => "invalid argument",
+            Error::InvalidHandle => "invalid handle",
+            Error::WrongType => "wrong object type",
+            Error::MissingRights => "missing rights",
+            Error::QuotaExceeded => "quota exceeded",
+            Error::TimedOut => "timed out",
+            Error::PeerDied => "peer died",
+            Error::NoCaller => "no caller to reply to",
+            Error::WouldBlock => "would block",
         })
+    }
+}
+
+/// The registers of a system call, as the kernel reads them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Args {
+    /// `rax`: number and handle.
+    pub rax: u64,
+    /// `a0`-`a6`.
+    pub a: [u64; 7],
+}
+
+impl Args {
+    pub fn number(&self) -> u16 {
+        self.rax as u16
+    }
+    pub fn handle(&self) -> u32 {
+        (self.rax >> 32) as u32
+    }
+}
+
+/// What a system call returns: `rax` and `r0`-`r6`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Return {
+    pub status: u64,
+    pub r: [u64; 7],
+}
+
+impl Return {
+    pub const fn ok(r: [u64; 7]) -> Return {
+        Return { status: 0, r }
+    }
+    pub const fn err(e: Error) -> Return {
+        Return { status: e as u64, r: [0; 7] }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_codes_round_trip() {
+        for (i, s) in Sys::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i);
+            assert_eq!(Sys::from_number(i as u16), Some(*s));
+        }
+        assert_eq!(Sys::from_number(Sys::ALL.len() as u16), None);
+        for e in Error::ALL {
+            assert_eq!(Error::from_code(e as u64), Some(e));
+        }
+        assert_eq!(Error::from_code(0), None);
+        let args = Args { rax: encode_call(Sys::Call, 0xdead_beef), a: [0; 7] };
+        assert_eq!((args.number(), args.handle()), (Sys::Call as u16, 0xdead_beef));
     }
 }

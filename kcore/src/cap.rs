@@ -90,6 +90,11 @@ const GENERATION_MASK: u32 = (1 << (32 - INDEX_BITS)) - 1;
 pub const MAX_SLOTS: usize = INDEX_MASK as usize;
 
 impl Handle {
+    /// The handle of slot `index` at `generation` (tests build handles they expect).
+    #[cfg(test)]
+    pub const fn new_for_tests(index: usize, generation: u32) -> Handle {
+        Handle((index as u32 + 1) | (generation & GENERATION_MASK) << INDEX_BITS)
+    }
     fn new(index: usize, generation: u32) -> Handle {
         Handle((index as u32 + 1) | (generation & GENERATION_MASK) << INDEX_BITS)
     }

@@ -10,9 +10,11 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod arena;
 pub mod cap;
 pub mod cmdline;
 pub mod elf;
 pub mod frames;
+pub mod kernel;
 pub mod memmap;
 pub mod sched;

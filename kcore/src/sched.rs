@@ -72,6 +72,11 @@ impl<T: Copy + PartialEq> RunQueue<T> {
         self.nonempty == 0
     }
 
+    /// Whether `thread` is queued at `priority` (for consistency checks).
+    pub fn remove_would_find(&self, priority: u8, thread: T) -> bool {
+        self.levels[priority.min(MAX_PRIORITY) as usize].contains(&thread)
+    }
+
     /// The number of ready threads.
     pub fn len(&self) -> usize {
         self.levels.iter().map(VecDeque::len).sum()

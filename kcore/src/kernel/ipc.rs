@@ -1,0 +1,160 @@
+//! Endpoint IPC: call, receive, reply; capability transfer; priority donation.
+//!
+//! A call is synchronous: the caller blocks until the receiver replies. If a receiver is
+//! waiting on the endpoint the message goes to it at once; otherwise the caller queues on the
+//! endpoint with its message. The receiver then owes the caller a reply (`serving`); while it
+//! does, it runs at least at the caller's priority (priority donation: a high-priority client
+//! is not delayed by medium-priority work while a low-priority server handles its call). The
+//! caller's timeout covers the whole call, queueing and waiting for the reply alike.
+
+use super::{cap_error, Kernel, Machine, Message, Object, State, TaskId, ThreadId};
+use crate::cap::{Capability, Handle, Rights};
+use abi::syscall::{info, Error, ObjectType, Return};
+
+impl<M: Machine> Kernel<M> {
+    /// Builds the message in `a0`-`a5` of a thread of `task`. A capability may travel with it
+    /// (flag `info::CAP`, handle in `a5`): it needs the DUPLICATE right (the receiver gets a
+    /// copy) and, when sending through an endpoint capability, that capability's GRANT right.
+    fn outgoing(&self, task: TaskId, through: Option<Rights>, a: [u64; 7]) -> Result<Message, Error> {
+        let mut message = Message { info: a[0], words: [a[1], a[2], a[3], a[4]], cap: None, badge: 0 };
+        if a[0] & info::CAP != 0 {
+            if through.is_some_and(|r| !r.contains(Rights::GRANT)) {
+                return Err(Error::MissingRights);
+            }
+            let caps = &self.task(task).ok_or(Error::InvalidHandle)?.caps;
+            let cap = *caps.check(Handle(a[5] as u32), Rights::DUPLICATE).map_err(cap_error)?;
+            if !self.alive(cap.object) {
+                return Err(Error::InvalidHandle);
+            }
+            message.cap = Some(cap);
+        }
+        Ok(message)
+    }
+
+    /// The result registers of a receive of `message` by `receiver`, which gets any
+    /// transferred capability in its table (if its table or quota has no room, the message
+    /// arrives without it and without the `CAP` flag).
+    fn received(&mut self, receiver: ThreadId, message: Message) -> Return {
+        let mut word_info = message.info & !info::CAP;
+        let mut handle = 0;
+        if let Some(cap) = message.cap {
+            let task = self.t(receiver).task;
+            if let Ok(h) = self.insert_cap(task, cap) {
+                word_info |= info::CAP;
+                handle = h.0 as u64;
+            }
+        }
+        let w = message.words;
+        Return::ok([word_info, w[0], w[1], w[2], w[3], handle, message.badge])
+    }
+
+    /// The receiver now serves `caller`: it owes a reply and runs at least at its priority.
+    fn serve(&mut self, receiver: ThreadId, caller: ThreadId) {
+        let caller_priority = self.t(caller).priority;
+        let r = self.t(receiver);
+        r.serving = Some(caller);
+        r.priority = r.base_priority.max(caller_priority);
+    }
+
+    /// `Call` on the endpoint behind `handle`.
+    pub(super) fn call(&mut self, id: ThreadId, handle: Handle, a: [u64; 7]) -> Result<Option<Return>, Error> {
+        let task = self.t(id).task;
+        let cap = *self.task(task).ok_or(Error::InvalidHandle)?.caps.check(handle, Rights::SEND).map_err(cap_error)?;
+        let Object::Endpoint(ep) = cap.object else { return Err(Error::WrongType) };
+        if !self.alive(cap.object) {
+            return Err(Error::InvalidHandle);
+        }
+        let mut message = self.outgoing(task, Some(cap.rights), a)?;
+        message.badge = cap.badge;
+        let timeout = a[6];
+        if timeout == 0 && self.endpoints.get(ep).is_some_and(|e| e.receivers.is_empty()) {
+            return Err(Error::WouldBlock);
+        }
+        self.send_call(id, ep, message, timeout);
+        Ok(None)
+    }
+
+    /// Sends `message` from `caller` (the current thread) as a call on `ep` and blocks it.
+    pub(super) fn send_call(&mut self, caller: ThreadId, ep: super::EndpointId, message: Message, timeout: u64) {
+        let Some(endpoint) = self.endpoints.get_mut(ep) else {
+            self.t(caller).pending = Some(Return::err(Error::InvalidHandle));
+            return;
+        };
+        match endpoint.receivers.pop_front() {
+            Some(receiver) => {
+                let result = self.received(receiver, message);
+                self.serve(receiver, caller);
+                self.wake(receiver, result);
+                self.block_current(State::AwaitingReply(receiver), timeout);
+            }
+            None => {
+                endpoint.callers.push_back(caller);
+                self.t(caller).outgoing = message;
+                self.block_current(State::Calling(ep), timeout);
+            }
+        }
+    }
+
+    /// `Recv` on the endpoint behind `handle`.
+    pub(super) fn recv(&mut self, id: ThreadId, handle: Handle, timeout: u64) -> Result<Option<Return>, Error> {
+        let task = self.t(id).task;
+        let ep = match self.lookup(task, handle, Rights::RECEIVE, ObjectType::Endpoint)? {
+            Object::Endpoint(ep) => ep,
+            _ => return Err(Error::WrongType),
+        };
+        // Receiving again without replying abandons the caller being served.
+        if let Some(abandoned) = self.t(id).serving.take() {
+            let t = self.t(id);
+            t.priority = t.base_priority;
+            if self.thread(abandoned).is_some_and(|c| c.state == State::AwaitingReply(id)) {
+                self.wake(abandoned, Return::err(Error::PeerDied));
+            }
+        }
+        let endpoint = self.endpoints.get_mut(ep).ok_or(Error::InvalidHandle)?;
+        if let Some(caller) = endpoint.callers.pop_front() {
+            let message = core::mem::take(&mut self.t(caller).outgoing);
+            let result = self.received(id, message);
+            self.serve(id, caller);
+            // The caller's timer keeps running: its timeout covers the whole call.
+            self.t(caller).state = State::AwaitingReply(id);
+            return Ok(Some(result));
+        }
+        if timeout == 0 {
+            return Err(Error::WouldBlock);
+        }
+        endpoint.receivers.push_back(id);
+        self.block_current(State::Receiving(ep), timeout);
+        Ok(None)
+    }
+
+    /// `Reply` with the message in `a0`-`a5` to the caller `id` serves. A caller that timed out
+    /// or died meanwhile is gone: the reply is dropped.
+    pub(super) fn reply(&mut self, id: ThreadId, a: [u64; 7]) -> Result<(), Error> {
+        let Some(caller) = self.t(id).serving else { return Err(Error::NoCaller) };
+        let task = self.t(id).task;
+        let message = self.outgoing(task, None, a)?;
+        let t = self.t(id);
+        t.serving = None;
+        t.priority = t.base_priority;
+        if self.run_queue.highest().is_some_and(|h| h > self.t(id).priority) {
+            self.give_way = Some(false);
+        }
+        if self.thread(caller).is_some_and(|c| c.state == State::AwaitingReply(id)) {
+            let result = self.received(caller, message);
+            self.wake(caller, result);
+        }
+        Ok(())
+    }
+
+    /// Makes `endpoint` the supervisor of `task` for faults, with `badge` on fault messages.
+    pub fn set_supervisor(&mut self, task: TaskId, endpoint: super::EndpointId, badge: u64) {
+        if let Some(t) = self.task_mut(task) {
+            t.supervisor = Some((endpoint, badge));
+        }
+    }
+
+    /// Gives `task` a capability (for bring-up and tests).
+    pub fn grant(&mut self, task: TaskId, cap: Capability<Object>) -> Result<Handle, Error> {
+        self.insert_cap(task, cap)
+    }
+}

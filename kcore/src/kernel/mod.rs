@@ -1,0 +1,783 @@
+//! The kernel's objects and state machines, without hardware: tasks, threads, capabilities,
+//! endpoints (call / receive / reply), notifications, scheduling, timeouts, faults, quotas.
+//!
+//! The architecture layer (`os/kernel`) owns the hardware side: it turns a trap into a call of
+//! [`Kernel::syscall`], [`Kernel::tick`] or [`Kernel::fault`], then asks [`Kernel::schedule`]
+//! which thread runs next and resumes it, first writing any result the model left for that
+//! thread ([`Kernel::take_return`]) into its registers. Everything the model needs from the
+//! machine (address spaces, user memory, the console, register contexts) goes through the
+//! [`Machine`] trait, so the whole model runs in host unit tests with a fake machine.
+//!
+//! Design (after seL4): the kernel never blocks and keeps no per-thread kernel stack; a
+//! blocked thread is a state in the model, and a result for it waits in the model until it
+//! runs again. Every path is bounded: no operation iterates over all threads or tasks.
+
+mod ipc;
+#[cfg(test)]
+mod tests;
+
+use crate::arena::{Arena, Id};
+use crate::cap::{CapError, CapTable, Capability, Handle, Rights};
+use crate::sched::{RunQueue, TimerKey, TimerQueue, MAX_PRIORITY};
+use abi::syscall::{Args, Error, ObjectType, Return, Sys, DEBUG_WRITE_MAX, FOREVER, MESSAGE_WORDS};
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+pub type TaskId = Id<TaskTag>;
+pub type ThreadId = Id<ThreadTag>;
+pub type EndpointId = Id<Endpoint>;
+pub type NotificationId = Id<Notification>;
+
+/// Marker types naming task and thread ids (those objects are stored with the machine's
+/// address-space and context types, which ids need not carry).
+pub struct TaskTag;
+pub struct ThreadTag;
+
+/// A user address that is not mapped with the access asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadAddress;
+
+/// What the model needs from the machine.
+pub trait Machine {
+    /// An address space.
+    type Space;
+    /// A thread's saved registers.
+    type Context;
+
+    /// Reads user memory of `space` at `addr` into `buf`; fails if any byte is not mapped
+    /// user-readable.
+    fn read_user(&mut self, space: &Self::Space, addr: u64, buf: &mut [u8]) -> Result<(), BadAddress>;
+    /// Prints on the kernel console.
+    fn console_write(&mut self, text: &str);
+    /// The registers of a new thread that starts at `entry` with `stack` and `arg` in `rdi`.
+    fn new_context(&mut self, entry: u64, stack: u64, arg: u64) -> Self::Context;
+}
+
+/// The objects a capability can designate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Object {
+    /// The kernel console (for `debug_write`).
+    Console,
+    Task(TaskId),
+    Thread(ThreadId),
+    Endpoint(EndpointId),
+    Notification(NotificationId),
+}
+
+impl Object {
+    fn kind(self) -> ObjectType {
+        match self {
+            Object::Console => ObjectType::Console,
+            Object::Task(_) => ObjectType::Task,
+            Object::Thread(_) => ObjectType::Thread,
+            Object::Endpoint(_) => ObjectType::Endpoint,
+            Object::Notification(_) => ObjectType::Notification,
+        }
+    }
+}
+
+/// What kernel objects cost against a task's quota, in bytes (an estimate of their kernel
+/// memory: the quota bounds what one task can make the kernel allocate).
+pub mod cost {
+    pub const THREAD: u64 = 1024;
+    pub const ENDPOINT: u64 = 128;
+    pub const NOTIFICATION: u64 = 64;
+    pub const CAPABILITY: u64 = 32;
+}
+
+/// A task: an address space, a capability table, a memory quota, its threads.
+pub struct Task<S> {
+    pub name: String,
+    pub space: S,
+    caps: CapTable<Object>,
+    quota: u64,
+    used: u64,
+    threads: Vec<ThreadId>,
+    /// Objects this task created; they die with it.
+    owned: Vec<Object>,
+    max_priority: u8,
+    /// Where fault messages go: an endpoint and the badge they carry.
+    supervisor: Option<(EndpointId, u64)>,
+}
+
+impl<S> Task<S> {
+    fn charge(&mut self, bytes: u64) -> Result<(), Error> {
+        let used = self.used.checked_add(bytes).filter(|u| *u <= self.quota).ok_or(Error::QuotaExceeded)?;
+        self.used = used;
+        Ok(())
+    }
+    fn refund(&mut self, bytes: u64) {
+        self.used = self.used.saturating_sub(bytes);
+    }
+    /// Bytes of quota in use and the limit.
+    pub fn quota(&self) -> (u64, u64) {
+        (self.used, self.quota)
+    }
+}
+
+/// What a thread is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// In the run queue.
+    Ready,
+    /// On the CPU.
+    Running,
+    /// Queued on an endpoint with a message, waiting for a receiver.
+    Calling(EndpointId),
+    /// Its call was received; waiting for that thread's reply.
+    AwaitingReply(ThreadId),
+    /// Waiting on an endpoint for a caller.
+    Receiving(EndpointId),
+    /// Waiting on a notification.
+    Waiting(NotificationId),
+    Sleeping,
+}
+
+/// A message: an info word (label and flags), data words, maybe a capability, and (when
+/// received) the badge of the capability it was sent through.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Message {
+    pub info: u64,
+    pub words: [u64; MESSAGE_WORDS],
+    pub cap: Option<Capability<Object>>,
+    pub badge: u64,
+}
+
+/// A thread.
+pub struct Thread<C> {
+    pub task: TaskId,
+    pub state: State,
+    base_priority: u8,
+    priority: u8,
+    /// The result to write into its registers when it next runs.
+    pending: Option<Return>,
+    timer: Option<TimerKey>,
+    /// The caller this thread owes a reply.
+    serving: Option<ThreadId>,
+    /// The message it is sending while `Calling`.
+    outgoing: Message,
+    pub context: C,
+}
+
+/// An endpoint: callers waiting for a receiver, or receivers waiting for a caller.
+#[derive(Default)]
+pub struct Endpoint {
+    callers: VecDeque<ThreadId>,
+    receivers: VecDeque<ThreadId>,
+}
+
+/// A notification: a word of pending signal bits and the threads waiting for them.
+#[derive(Default)]
+pub struct Notification {
+    bits: u64,
+    waiters: VecDeque<ThreadId>,
+}
+
+/// Why a task could not be created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreateError {
+    Quota,
+}
+
+/// The length of a timeslice, in nanoseconds.
+pub const TIMESLICE_NS: u64 = 10_000_000;
+
+/// A CPU exception in user mode, as the architecture reports it.
+#[derive(Clone, Copy, Debug)]
+pub struct Fault {
+    pub vector: u64,
+    pub error_code: u64,
+    pub address: u64,
+    pub rip: u64,
+}
+
+/// What happened to a task that ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskEnd {
+    pub name: String,
+    pub status: i64,
+    pub was_init: bool,
+}
+
+/// The kernel's state.
+pub struct Kernel<M: Machine> {
+    pub machine: M,
+    tasks: Arena<Task<M::Space>, TaskTag>,
+    threads: Arena<Thread<M::Context>, ThreadTag>,
+    endpoints: Arena<Endpoint>,
+    notifications: Arena<Notification>,
+    run_queue: RunQueue<ThreadId>,
+    timers: TimerQueue<ThreadId>,
+    current: Option<ThreadId>,
+    /// The current thread must give way at the next schedule (a higher priority woke, or it
+    /// yielded, or its slice ended): `Some(true)` to the back of its level, `Some(false)` to
+    /// the front.
+    give_way: Option<bool>,
+    now: u64,
+    slice_end: u64,
+    init: Option<TaskId>,
+    ended: VecDeque<TaskEnd>,
+}
+
+impl<M: Machine> Kernel<M> {
+    pub fn new(machine: M) -> Kernel<M> {
+        Kernel {
+            machine,
+            tasks: Arena::default(),
+            threads: Arena::default(),
+            endpoints: Arena::default(),
+            notifications: Arena::default(),
+            run_queue: RunQueue::default(),
+            timers: TimerQueue::default(),
+            current: None,
+            give_way: None,
+            now: 0,
+            slice_end: 0,
+            init: None,
+            ended: VecDeque::new(),
+        }
+    }
+
+    // ----- lookups ------------------------------------------------------------------------
+
+    pub fn task(&self, id: TaskId) -> Option<&Task<M::Space>> {
+        self.tasks.get(id)
+    }
+    fn task_mut(&mut self, id: TaskId) -> Option<&mut Task<M::Space>> {
+        self.tasks.get_mut(id)
+    }
+    pub fn thread(&self, id: ThreadId) -> Option<&Thread<M::Context>> {
+        self.threads.get(id)
+    }
+    pub fn thread_mut(&mut self, id: ThreadId) -> Option<&mut Thread<M::Context>> {
+        self.threads.get_mut(id)
+    }
+    fn t(&mut self, id: ThreadId) -> &mut Thread<M::Context> {
+        self.threads.get_mut(id).expect("a live thread id")
+    }
+
+    /// The thread on the CPU.
+    pub fn current(&self) -> Option<ThreadId> {
+        self.current
+    }
+
+    /// The task of the thread on the CPU.
+    pub fn current_task(&self) -> Option<TaskId> {
+        self.current.and_then(|t| self.thread(t)).map(|t| t.task)
+    }
+
+    /// Nanoseconds since boot, as last told by [`Kernel::tick`].
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// Tasks that ended since the last call, oldest first.
+    pub fn take_ended(&mut self) -> Option<TaskEnd> {
+        self.ended.pop_front()
+    }
+
+    /// The number of live tasks.
+    pub fn task_count(&self) -> usize {
+        self.tasks.len()
+    }
+
+    // ----- creation -----------------------------------------------------------------------
+
+    /// Creates the first task, with `quota` bytes, a console capability, and one thread at
+    /// `entry`/`stack` at the highest priority. Returns the task and its console handle.
+    pub fn create_init(
+        &mut self,
+        name: &str,
+        space: M::Space,
+        quota: u64,
+        entry: u64,
+        stack: u64,
+    ) -> Result<TaskId, CreateError> {
+        let id = self.new_task(name, space, quota, 4096, MAX_PRIORITY);
+        let task = self.task_mut(id).expect("just created");
+        task.caps
+            .insert(Capability { object: Object::Console, rights: Rights::ALL, badge: 0 })
+            .map_err(|_| CreateError::Quota)?;
+        self.new_thread(id, entry, stack, 0, MAX_PRIORITY).map_err(|_| CreateError::Quota)?;
+        self.init = Some(id);
+        Ok(id)
+    }
+
+    fn new_task(&mut self, name: &str, space: M::Space, quota: u64, cap_limit: usize, max_priority: u8) -> TaskId {
+        self.tasks.insert(Task {
+            name: String::from(name),
+            space,
+            caps: CapTable::new(cap_limit),
+            quota,
+            used: 0,
+            threads: Vec::new(),
+            owned: Vec::new(),
+            max_priority,
+            supervisor: None,
+        })
+    }
+
+    fn new_thread(&mut self, task: TaskId, entry: u64, stack: u64, arg: u64, priority: u8) -> Result<ThreadId, Error> {
+        self.task_mut(task).ok_or(Error::InvalidHandle)?.charge(cost::THREAD)?;
+        let context = self.machine.new_context(entry, stack, arg);
+        let id = self.threads.insert(Thread {
+            task,
+            state: State::Ready,
+            base_priority: priority,
+            priority,
+            pending: None,
+            timer: None,
+            serving: None,
+            outgoing: Message::default(),
+            context,
+        });
+        self.task_mut(task).expect("checked above").threads.push(id);
+        self.make_ready(id);
+        Ok(id)
+    }
+
+    // ----- scheduling ---------------------------------------------------------------------
+
+    fn make_ready(&mut self, id: ThreadId) {
+        let thread = self.t(id);
+        thread.state = State::Ready;
+        let priority = thread.priority;
+        self.run_queue.push_back(priority, id);
+        if let Some(current) = self.current.and_then(|c| self.thread(c)) {
+            if current.state == State::Running && priority > current.priority {
+                self.give_way = Some(false);
+            }
+        }
+    }
+
+    /// Blocks the current thread in `state`, with a timeout in nanoseconds (FOREVER: none).
+    fn block_current(&mut self, state: State, timeout: u64) {
+        let id = self.current.expect("a thread made the call");
+        let deadline = self.now.saturating_add(timeout);
+        let timer = (timeout != FOREVER).then(|| self.timers.arm(deadline, id));
+        let thread = self.t(id);
+        thread.state = state;
+        thread.timer = timer;
+    }
+
+    /// Ends a thread's wait: cancels its timer, stores its result, queues it.
+    fn wake(&mut self, id: ThreadId, result: Return) {
+        let thread = self.t(id);
+        let timer = thread.timer.take();
+        thread.pending = Some(result);
+        if let Some(key) = timer {
+            self.timers.cancel(key);
+        }
+        self.make_ready(id);
+    }
+
+    /// Chooses the thread to run: the current one unless it blocked, ended, yielded, used up
+    /// its slice or a higher priority is ready. `None`: nothing to run (idle).
+    pub fn schedule(&mut self) -> Option<ThreadId> {
+        if let Some(id) = self.current {
+            let running = self.thread(id).is_some_and(|t| t.state == State::Running);
+            if running {
+                let priority = self.thread(id).map_or(0, |t| t.priority);
+                let higher = self.run_queue.highest().is_some_and(|h| h > priority);
+                let peer = self.run_queue.highest().is_some_and(|h| h >= priority);
+                match self.give_way.take() {
+                    Some(to_back) if peer => {
+                        self.t(id).state = State::Ready;
+                        if to_back && !higher {
+                            self.run_queue.push_back(priority, id);
+                        } else {
+                            self.run_queue.push_front(priority, id);
+                        }
+                    }
+                    _ => return Some(id),
+                }
+            }
+        }
+        self.give_way = None;
+        let (_, next) = self.run_queue.pop()?;
+        self.t(next).state = State::Running;
+        self.current = Some(next);
+        self.slice_end = self.now.saturating_add(TIMESLICE_NS);
+        Some(next)
+    }
+
+    /// The result waiting for `thread` (to be written into its registers before it runs).
+    pub fn take_return(&mut self, thread: ThreadId) -> Option<Return> {
+        self.thread_mut(thread)?.pending.take()
+    }
+
+    /// The timer interrupt: time is `now` nanoseconds since boot. Wakes sleepers and timed-out
+    /// waiters and ends the current slice when it is used up.
+    pub fn tick(&mut self, now: u64) {
+        self.now = now;
+        while let Some(id) = self.timers.expired(now) {
+            if let Some(thread) = self.thread_mut(id) {
+                thread.timer = None;
+                let state = thread.state;
+                self.cancel_wait(id, state);
+                let result = if state == State::Sleeping { Return::ok([0; 7]) } else { Return::err(Error::TimedOut) };
+                self.wake(id, result);
+            }
+        }
+        if self.current.is_some() && now >= self.slice_end {
+            self.give_way = Some(true);
+        }
+    }
+
+    /// Takes a blocked thread out of whatever queue its state puts it in.
+    fn cancel_wait(&mut self, id: ThreadId, state: State) {
+        match state {
+            State::Calling(ep) => {
+                if let Some(e) = self.endpoints.get_mut(ep) {
+                    e.callers.retain(|t| *t != id);
+                }
+            }
+            State::Receiving(ep) => {
+                if let Some(e) = self.endpoints.get_mut(ep) {
+                    e.receivers.retain(|t| *t != id);
+                }
+            }
+            State::Waiting(n) => {
+                if let Some(n) = self.notifications.get_mut(n) {
+                    n.waiters.retain(|t| *t != id);
+                }
+            }
+            State::AwaitingReply(server) => {
+                // The server's later reply finds no caller and is dropped.
+                if let Some(s) = self.thread_mut(server) {
+                    if s.serving == Some(id) {
+                        s.serving = None;
+                        s.priority = s.base_priority;
+                    }
+                }
+            }
+            State::Ready => {
+                let priority = self.t(id).priority;
+                self.run_queue.remove(priority, id);
+            }
+            State::Running | State::Sleeping => {}
+        }
+    }
+
+    // ----- system calls -------------------------------------------------------------------
+
+    /// The current thread made a system call with `args`.
+    pub fn syscall(&mut self, args: Args) {
+        let Some(id) = self.current else { return };
+        let result = match Sys::from_number(args.number()) {
+            None => Err(Error::NoSuchCall),
+            Some(sys) => self.dispatch(id, sys, &args),
+        };
+        // A call that blocked or ended the thread leaves no result now.
+        match result {
+            Ok(Some(r)) => self.t(id).pending = Some(r),
+            Ok(None) => {}
+            Err(e) => {
+                if let Some(t) = self.thread_mut(id) {
+                    t.pending = Some(Return::err(e));
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self, id: ThreadId, sys: Sys, args: &Args) -> Result<Option<Return>, Error> {
+        let task = self.t(id).task;
+        let handle = Handle(args.handle());
+        let a = args.a;
+        let done = |r: [u64; 7]| Ok(Some(Return::ok(r)));
+        match sys {
+            Sys::DebugWrite => {
+                self.lookup(task, handle, Rights::WRITE, ObjectType::Console)?;
+                self.debug_write(task, a[0], a[1])?;
+                done([0; 7])
+            }
+            Sys::Exit => {
+                self.end_task(task, a[0] as i64);
+                Ok(None)
+            }
+            Sys::Yield => {
+                self.give_way = Some(true);
+                done([0; 7])
+            }
+            Sys::Sleep => {
+                self.block_current(State::Sleeping, a[0]);
+                Ok(None)
+            }
+            Sys::Call => self.call(id, handle, a),
+            Sys::Recv => self.recv(id, handle, a[6]),
+            Sys::Reply => {
+                self.reply(id, a)?;
+                done([0; 7])
+            }
+            Sys::ReplyRecv => {
+                // A reply to a caller that is gone is not an error for a server loop.
+                match self.reply(id, a) {
+                    Ok(()) | Err(Error::NoCaller) => {}
+                    Err(e) => return Err(e),
+                }
+                self.recv(id, handle, a[6])
+            }
+            Sys::Signal => {
+                let n = self.notification(task, handle, Rights::SEND)?;
+                self.signal(n, a[0]);
+                done([0; 7])
+            }
+            Sys::Wait => {
+                let n = self.notification(task, handle, Rights::RECEIVE)?;
+                self.wait(id, n, a[6])
+            }
+            Sys::CapDuplicate => {
+                let caps = &mut self.task_mut(task).ok_or(Error::InvalidHandle)?.caps;
+                let badge = (a[1] != 0).then_some(a[1]);
+                let new = caps.duplicate(handle, Rights::from_bits_truncate(a[0]), badge).map_err(cap_error)?;
+                done([new.0 as u64, 0, 0, 0, 0, 0, 0])
+            }
+            Sys::CapClose => {
+                self.task_mut(task).ok_or(Error::InvalidHandle)?.caps.remove(handle).map_err(cap_error)?;
+                done([0; 7])
+            }
+            Sys::CapRevoke => {
+                let cap = *self
+                    .task(task)
+                    .ok_or(Error::InvalidHandle)?
+                    .caps
+                    .check(handle, Rights::REVOKE)
+                    .map_err(cap_error)?;
+                if !self.alive(cap.object) {
+                    return Err(Error::InvalidHandle);
+                }
+                self.destroy(cap.object);
+                done([0; 7])
+            }
+            Sys::CapInfo => {
+                let cap = *self.task(task).ok_or(Error::InvalidHandle)?.caps.get(handle).map_err(cap_error)?;
+                if !self.alive(cap.object) {
+                    return Err(Error::InvalidHandle);
+                }
+                done([cap.object.kind() as u64, cap.rights.0 as u64, cap.badge, 0, 0, 0, 0])
+            }
+            Sys::EndpointCreate => {
+                let h = self.create_object(task, cost::ENDPOINT, |k| {
+                    Object::Endpoint(k.endpoints.insert(Endpoint::default()))
+                })?;
+                done([h.0 as u64, 0, 0, 0, 0, 0, 0])
+            }
+            Sys::NotificationCreate => {
+                let h = self.create_object(task, cost::NOTIFICATION, |k| {
+                    Object::Notification(k.notifications.insert(Notification::default()))
+                })?;
+                done([h.0 as u64, 0, 0, 0, 0, 0, 0])
+            }
+            Sys::TimeNow => done([self.now, 0, 0, 0, 0, 0, 0]),
+            Sys::ThreadCreate => {
+                let target = if handle == Handle::NULL {
+                    task
+                } else {
+                    match self.lookup(task, handle, Rights::CONTROL, ObjectType::Task)? {
+                        Object::Task(t) => t,
+                        _ => return Err(Error::WrongType),
+                    }
+                };
+                let (entry, stack, priority, arg) = (a[0], a[1], a[2], a[3]);
+                let max = self.task(task).map_or(0, |t| t.max_priority);
+                if priority > max as u64 || entry >= crate::elf::USER_END || stack >= crate::elf::USER_END {
+                    return Err(Error::InvalidArgument);
+                }
+                let thread = self.new_thread(target, entry, stack, arg, priority as u8)?;
+                let cap = Capability { object: Object::Thread(thread), rights: Rights::ALL, badge: 0 };
+                let h = self.insert_cap(task, cap)?;
+                done([h.0 as u64, 0, 0, 0, 0, 0, 0])
+            }
+        }
+    }
+
+    fn debug_write(&mut self, task: TaskId, ptr: u64, len: u64) -> Result<(), Error> {
+        if len > DEBUG_WRITE_MAX as u64 {
+            return Err(Error::InvalidArgument);
+        }
+        let mut buffer = [0u8; DEBUG_WRITE_MAX];
+        let buffer = &mut buffer[..len as usize];
+        let space = &self.tasks.get(task).ok_or(Error::InvalidHandle)?.space;
+        self.machine.read_user(space, ptr, buffer).map_err(|BadAddress| Error::BadAddress)?;
+        let text = core::str::from_utf8(buffer).map_err(|_| Error::InvalidArgument)?;
+        self.machine.console_write(text);
+        Ok(())
+    }
+
+    /// Charges the task, makes the object, and gives the task a capability with all rights.
+    fn create_object(
+        &mut self,
+        task: TaskId,
+        cost: u64,
+        make: impl FnOnce(&mut Self) -> Object,
+    ) -> Result<Handle, Error> {
+        self.task_mut(task).ok_or(Error::InvalidHandle)?.charge(cost + cost::CAPABILITY)?;
+        let object = make(self);
+        let t = self.task_mut(task).expect("charged above");
+        t.owned.push(object);
+        match t.caps.insert(Capability { object, rights: Rights::ALL, badge: 0 }) {
+            Ok(h) => Ok(h),
+            Err(e) => {
+                self.destroy(object);
+                Err(cap_error(e))
+            }
+        }
+    }
+
+    fn insert_cap(&mut self, task: TaskId, cap: Capability<Object>) -> Result<Handle, Error> {
+        let t = self.task_mut(task).ok_or(Error::InvalidHandle)?;
+        t.charge(cost::CAPABILITY)?;
+        t.caps.insert(cap).map_err(|e| {
+            t.refund(cost::CAPABILITY);
+            cap_error(e)
+        })
+    }
+
+    /// The object behind `handle` in `task`'s table, checked for rights, type and life.
+    fn lookup(&self, task: TaskId, handle: Handle, needs: Rights, kind: ObjectType) -> Result<Object, Error> {
+        let cap = self.task(task).ok_or(Error::InvalidHandle)?.caps.check(handle, needs).map_err(cap_error)?;
+        if cap.object.kind() != kind {
+            return Err(Error::WrongType);
+        }
+        if !self.alive(cap.object) {
+            return Err(Error::InvalidHandle);
+        }
+        Ok(cap.object)
+    }
+
+    fn notification(&self, task: TaskId, handle: Handle, needs: Rights) -> Result<NotificationId, Error> {
+        match self.lookup(task, handle, needs, ObjectType::Notification)? {
+            Object::Notification(n) => Ok(n),
+            _ => Err(Error::WrongType),
+        }
+    }
+
+    fn alive(&self, object: Object) -> bool {
+        match object {
+            Object::Console => true,
+            Object::Task(t) => self.task(t).is_some(),
+            Object::Thread(t) => self.thread(t).is_some(),
+            Object::Endpoint(e) => self.endpoints.contains(e),
+            Object::Notification(n) => self.notifications.contains(n),
+        }
+    }
+
+    // ----- notifications ------------------------------------------------------------------
+
+    fn signal(&mut self, n: NotificationId, bits: u64) {
+        let Some(notification) = self.notifications.get_mut(n) else { return };
+        notification.bits |= bits;
+        if let Some(waiter) = notification.waiters.pop_front() {
+            let bits = core::mem::take(&mut notification.bits);
+            self.wake(waiter, Return::ok([bits, 0, 0, 0, 0, 0, 0]));
+        }
+    }
+
+    fn wait(&mut self, id: ThreadId, n: NotificationId, timeout: u64) -> Result<Option<Return>, Error> {
+        let notification = self.notifications.get_mut(n).ok_or(Error::InvalidHandle)?;
+        if notification.bits != 0 {
+            let bits = core::mem::take(&mut notification.bits);
+            return Ok(Some(Return::ok([bits, 0, 0, 0, 0, 0, 0])));
+        }
+        if timeout == 0 {
+            return Err(Error::WouldBlock);
+        }
+        notification.waiters.push_back(id);
+        self.block_current(State::Waiting(n), timeout);
+        Ok(None)
+    }
+
+    // ----- faults and the end of tasks ----------------------------------------------------
+
+    /// The current thread took a CPU exception in user mode. With a supervisor, the fault
+    /// becomes a call to the supervisor's endpoint on the thread's behalf (label FAULT), and the
+    /// supervisor's reply resumes it; without one, the task ends.
+    pub fn fault(&mut self, fault: Fault) {
+        let Some(id) = self.current else { return };
+        let task = self.t(id).task;
+        let supervisor = self.task(task).and_then(|t| t.supervisor).filter(|(ep, _)| self.endpoints.contains(*ep));
+        match supervisor {
+            Some((ep, badge)) => {
+                let message = Message {
+                    info: abi::syscall::label::FAULT as u64,
+                    words: [fault.vector, fault.error_code, fault.address, fault.rip],
+                    cap: None,
+                    badge,
+                };
+                self.send_call(id, ep, message, FOREVER);
+            }
+            None => self.end_task(task, -(fault.vector as i64) - 1),
+        }
+    }
+
+    /// Ends a task: its threads stop, callers waiting on it and on its objects get `PeerDied`,
+    /// the objects it created are destroyed, its address space is freed.
+    pub fn end_task(&mut self, task: TaskId, status: i64) {
+        let Some(t) = self.tasks.remove(task) else { return };
+        for thread in &t.threads {
+            self.remove_thread(*thread);
+        }
+        for object in &t.owned {
+            self.destroy(*object);
+        }
+        self.ended.push_back(TaskEnd { name: t.name.clone(), status, was_init: self.init == Some(task) });
+        // Dropping the task drops its address space (the machine frees its frames).
+        drop(t);
+    }
+
+    fn remove_thread(&mut self, id: ThreadId) {
+        let Some(thread) = self.thread(id) else { return };
+        let (state, serving) = (thread.state, thread.serving);
+        self.cancel_wait(id, state);
+        if let Some(caller) = serving {
+            if self.thread(caller).is_some_and(|c| c.state == State::AwaitingReply(id)) {
+                self.wake(caller, Return::err(Error::PeerDied));
+            }
+        }
+        if self.current == Some(id) {
+            self.current = None;
+        }
+        self.threads.remove(id);
+    }
+
+    /// Destroys an object: every capability to it becomes invalid, threads waiting on it get
+    /// `PeerDied`.
+    fn destroy(&mut self, object: Object) {
+        match object {
+            Object::Endpoint(e) => {
+                if let Some(endpoint) = self.endpoints.remove(e) {
+                    for t in endpoint.callers.into_iter().chain(endpoint.receivers) {
+                        self.wake(t, Return::err(Error::PeerDied));
+                    }
+                }
+            }
+            Object::Notification(n) => {
+                if let Some(notification) = self.notifications.remove(n) {
+                    for t in notification.waiters {
+                        self.wake(t, Return::err(Error::PeerDied));
+                    }
+                }
+            }
+            Object::Thread(t) => {
+                if let Some(task) = self.thread(t).map(|t| t.task) {
+                    self.remove_thread(t);
+                    if let Some(task) = self.task_mut(task) {
+                        task.threads.retain(|x| *x != t);
+                        task.refund(cost::THREAD);
+                    }
+                }
+            }
+            Object::Task(t) => self.end_task(t, -1),
+            Object::Console => {}
+        }
+    }
+}
+
+fn cap_error(e: CapError) -> Error {
+    match e {
+        CapError::InvalidHandle => Error::InvalidHandle,
+        CapError::MissingRights { .. } => Error::MissingRights,
+        CapError::TableFull => Error::QuotaExceeded,
+    }
+}

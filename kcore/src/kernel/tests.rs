@@ -1,0 +1,378 @@
+//! The kernel model on a fake machine: IPC, rights, timeouts, death, quotas, priorities,
+//! notifications, faults, and a random system-call storm.
+
+use super::*;
+use abi::syscall::{encode_call, info, label};
+use std::string::String;
+use std::vec;
+
+/// User memory is one readable region per address space.
+struct Fake {
+    console: String,
+}
+
+struct Space {
+    base: u64,
+    bytes: Vec<u8>,
+}
+
+impl Machine for Fake {
+    type Space = Space;
+    type Context = (u64, u64, u64);
+
+    fn read_user(&mut self, space: &Space, addr: u64, buf: &mut [u8]) -> Result<(), BadAddress> {
+        let start = addr.checked_sub(space.base).ok_or(BadAddress)? as usize;
+        let end = start.checked_add(buf.len()).ok_or(BadAddress)?;
+        buf.copy_from_slice(space.bytes.get(start..end).ok_or(BadAddress)?);
+        Ok(())
+    }
+    fn console_write(&mut self, text: &str) {
+        self.console.push_str(text);
+    }
+    fn new_context(&mut self, entry: u64, stack: u64, arg: u64) -> (u64, u64, u64) {
+        (entry, stack, arg)
+    }
+}
+
+const TEXT_AT: u64 = 0x1000;
+const QUOTA: u64 = 64 * 1024;
+
+fn boot() -> (Kernel<Fake>, TaskId, ThreadId) {
+    let mut k = Kernel::new(Fake { console: String::new() });
+    let space = Space { base: TEXT_AT, bytes: b"hello world".to_vec() };
+    let init = k.create_init("init", space, QUOTA, 0x40_0000, 0x7000).unwrap();
+    let t = k.schedule().unwrap();
+    (k, init, t)
+}
+
+/// The first capability of init is the console.
+const CONSOLE: u32 = Handle::new_for_tests(0, 0).0;
+
+fn sys(k: &mut Kernel<Fake>, number: Sys, handle: u32, a: [u64; 7]) {
+    k.syscall(Args { rax: encode_call(number, handle), a });
+}
+
+/// Makes a call and, if the caller is still running, returns its result.
+fn now(k: &mut Kernel<Fake>, number: Sys, handle: u32, a: [u64; 7]) -> Return {
+    let me = k.current().unwrap();
+    sys(k, number, handle, a);
+    assert_eq!(k.schedule(), Some(me), "{number:?} should not block");
+    k.take_return(me).expect("a result")
+}
+
+fn ok(r: Return) -> [u64; 7] {
+    assert_eq!(r.status, 0, "expected success, got {:?}", Error::from_code(r.status));
+    r.r
+}
+
+fn err(r: Return) -> Error {
+    Error::from_code(r.status).unwrap_or_else(|| panic!("expected an error, got {r:?}"))
+}
+
+fn spawn(k: &mut Kernel<Fake>, priority: u64) -> (u32, ThreadId) {
+    let h = ok(now(k, Sys::ThreadCreate, 0, [0x40_1000, 0x6000, priority, 7, 0, 0, 0]))[0] as u32;
+    let task = k.current_task().unwrap();
+    let thread = *k.task(task).unwrap().threads.last().unwrap();
+    (h, thread)
+}
+
+#[test]
+fn debug_write_needs_the_console_capability_and_checks_memory() {
+    let (mut k, _, _) = boot();
+    ok(now(&mut k, Sys::DebugWrite, CONSOLE, [TEXT_AT, 5, 0, 0, 0, 0, 0]));
+    assert_eq!(k.machine.console, "hello");
+    assert_eq!(err(now(&mut k, Sys::DebugWrite, CONSOLE, [0x9000, 5, 0, 0, 0, 0, 0])), Error::BadAddress);
+    assert_eq!(err(now(&mut k, Sys::DebugWrite, CONSOLE, [TEXT_AT, 1 << 20, 0, 0, 0, 0, 0])), Error::InvalidArgument);
+    assert_eq!(err(now(&mut k, Sys::DebugWrite, 12345, [TEXT_AT, 5, 0, 0, 0, 0, 0])), Error::InvalidHandle);
+    let weak = ok(now(&mut k, Sys::CapDuplicate, CONSOLE, [Rights::READ.0 as u64, 0, 0, 0, 0, 0, 0]))[0] as u32;
+    assert_eq!(err(now(&mut k, Sys::DebugWrite, weak, [TEXT_AT, 5, 0, 0, 0, 0, 0])), Error::MissingRights);
+    let ep = ok(now(&mut k, Sys::EndpointCreate, 0, [0; 7]))[0] as u32;
+    assert_eq!(err(now(&mut k, Sys::DebugWrite, ep, [TEXT_AT, 5, 0, 0, 0, 0, 0])), Error::WrongType);
+}
+
+#[test]
+fn call_and_reply_between_threads_with_badges_and_capability_transfer() {
+    let (mut k, _, client) = boot();
+    let ep = ok(now(&mut k, Sys::EndpointCreate, 0, [0; 7]))[0] as u32;
+    let badged =
+        ok(now(&mut k, Sys::CapDuplicate, ep, [(Rights::SEND | Rights::GRANT).0 as u64, 99, 0, 0, 0, 0, 0]))[0] as u32;
+    let (_, server) = spawn(&mut k, 10);
+    // The client (priority 63) blocks in its call; the server runs.
+    sys(&mut k, Sys::Call, badged, [7 | info::CAP, 1, 2, 3, 4, CONSOLE as u64, FOREVER]);
+    assert_eq!(k.schedule(), Some(server));
+    assert_eq!(k.take_return(server), None, "a new thread has no result");
+    // The server receives the queued call at once.
+    let got = ok(now(&mut k, Sys::Recv, ep, [0, 0, 0, 0, 0, 0, FOREVER]));
+    assert_eq!((got[0] & 0xffff_ffff, got[1], got[2], got[3], got[4], got[6]), (7, 1, 2, 3, 4, 99));
+    assert!(got[0] & info::CAP != 0);
+    let moved = got[5] as u32;
+    assert_eq!(ok(now(&mut k, Sys::CapInfo, moved, [0; 7]))[0], ObjectType::Console as u64);
+    // It runs at the client's priority while serving (donation).
+    assert_eq!(k.thread(server).unwrap().priority, 63);
+    // Reply: the client (higher base priority) takes the CPU back.
+    sys(&mut k, Sys::Reply, 0, [5, 50, 60, 0, 0, 0, 0]);
+    assert_eq!(k.schedule(), Some(client));
+    let reply = ok(k.take_return(client).unwrap());
+    assert_eq!((reply[0], reply[1], reply[2]), (5, 50, 60));
+    assert_eq!(k.thread(server).unwrap().priority, 10);
+}
+
+#[test]
+fn rights_are_enforced_on_every_path() {
+    let (mut k, _, _) = boot();
+    let ep = ok(now(&mut k, Sys::EndpointCreate, 0, [0; 7]))[0] as u32;
+    let send_only = ok(now(&mut k, Sys::CapDuplicate, ep, [Rights::SEND.0 as u64, 0, 0, 0, 0, 0, 0]))[0] as u32;
+    assert_eq!(err(now(&mut k, Sys::Recv, send_only, [0, 0, 0, 0, 0, 0, 0])), Error::MissingRights);
+    // Sending a capability needs GRANT on the endpoint capability.
+    assert_eq!(
+        err(now(&mut k, Sys::Call, send_only, [info::CAP, 0, 0, 0, 0, CONSOLE as u64, 0])),
+        Error::MissingRights
+    );
+    assert_eq!(err(now(&mut k, Sys::CapDuplicate, send_only, [u64::MAX, 0, 0, 0, 0, 0, 0])), Error::MissingRights);
+    let n = ok(now(&mut k, Sys::NotificationCreate, 0, [0; 7]))[0] as u32;
+    assert_eq!(err(now(&mut k, Sys::Call, n, [0; 7])), Error::WrongType);
+    assert_eq!(err(now(&mut k, Sys::Reply, 0, [0; 7])), Error::NoCaller);
+    assert_eq!(err(now(&mut k, Sys::Recv, ep, [0; 7])), Error::WouldBlock, "timeout 0 polls");
+    ok(now(&mut k, Sys::CapClose, send_only, [0; 7]));
+    assert_eq!(err(now(&mut k, Sys::CapClose, send_only, [0; 7])), Error::InvalidHandle);
+    assert_eq!(err(now(&mut k, Sys::CapInfo, 0, [0; 7])), Error::InvalidHandle);
+    k.syscall(Args { rax: 999, a: [0; 7] });
+    let me = k.current().unwrap();
+    assert_eq!(err(k.take_return(me).unwrap()), Error::NoSuchCall);
+}
+
+#[test]
+fn timeouts_end_blocked_calls() {
+    let (mut k, _, me) = boot();
+    let ep = ok(now(&mut k, Sys::EndpointCreate, 0, [0; 7]))[0] as u32;
+    sys(&mut k, Sys::Recv, ep, [0, 0, 0, 0, 0, 0, 5_000]);
+    assert_eq!(k.schedule(), None, "nothing else to run");
+    k.tick(4_999);
+    assert_eq!(k.schedule(), None);
+    k.tick(5_000);
+    assert_eq!(k.schedule(), Some(me));
+    assert_eq!(err(k.take_return(me).unwrap()), Error::TimedOut);
+    // The endpoint forgot the receiver: a later call with timeout 0 finds nobody.
+    assert_eq!(err(now(&mut k, Sys::Call, ep, [0; 7])), Error::WouldBlock);
+    sys(&mut k, Sys::Sleep, 0, [1_000, 0, 0, 0, 0, 0, 0]);
+    k.tick(5_500);
+    assert_eq!(k.schedule(), None);
+    k.tick(6_000);
+    assert_eq!(k.schedule(), Some(me));
+    ok(k.take_return(me).unwrap());
+}
+
+#[test]
+fn a_call_to_a_server_that_never_answers_times_out() {
+    let (mut k, _, client) = boot();
+    let ep = ok(now(&mut k, Sys::EndpointCreate, 0, [0; 7]))[0] as u32;
+    let (_, server) = spawn(&mut k, 10);
+    sys(&mut k, Sys::Call, ep, [1, 0, 0, 0, 0, 0, 1_000]);
+    assert_eq!(k.schedule(), Some(server));
+    ok(now(&mut k, Sys::Recv, ep, [0, 0, 0, 0, 0, 0, FOREVER]));
+    k.tick(1_000);
+    assert_eq!(k.schedule(), Some(client));
+    assert_eq!(err(k.take_return(client).unwrap()), Error::TimedOut);
+    // The server's late reply is dropped, and its donated priority is gone.
+    assert_eq!(k.thread(server).unwrap().priority, 10);
+}
+
+/// A second task with its own thread, created through the bring-up interface.
+fn second_task(k: &mut Kernel<Fake>, priority: u8) -> (TaskId, ThreadId) {
+    let t = k.new_task("server", Space { base: 0, bytes: vec![] }, QUOTA, 64, MAX_PRIORITY);
+    let thread = k.new_thread(t, 0x40_0000, 0x7000, 0, priority).unwrap();
+    (t, thread)
+}
+
+#[test]
+fn callers_of_a_dead_server_get_an_error_not_a_hang() {
+    let (mut k, init, client) = boot();
+    let (server_task, server) = second_task(&mut k, 10);
+    // The server owns the endpoint; the client holds a SEND capability to it.
+    k.current = Some(server);
+    k.t(client).state = State::Ready;
+    k.run_queue.remove(63, client);
+    k.t(server).state = State::Running;
+    let ep = ok(now(&mut k, Sys::EndpointCreate, 0, [0; 7]))[0] as u32;
+    let Object::Endpoint(ep_id) = k.task(server_task).unwrap().caps.get(Handle(ep)).unwrap().object else { panic!() };
+    let h = k.grant(init, Capability { object: Object::Endpoint(ep_id), rights: Rights::SEND, badge: 0 }).unwrap();
+    k.run_queue.push_back(63, client);
+    k.give_way = Some(false);
+    assert_eq!(k.schedule(), Some(client));
+    // Client calls; server receives; then the server exits without replying.
+    sys(&mut k, Sys::Call, h.0, [1, 0, 0, 0, 0, 0, FOREVER]);
+    assert_eq!(k.schedule(), Some(server));
+    ok(now(&mut k, Sys::Recv, ep, [0, 0, 0, 0, 0, 0, FOREVER]));
+    sys(&mut k, Sys::Exit, 0, [3, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(k.schedule(), Some(client));
+    assert_eq!(err(k.take_return(client).unwrap()), Error::PeerDied);
+    assert_eq!(k.take_ended().unwrap(), TaskEnd { name: "server".into(), status: 3, was_init: false });
+    // The endpoint died with its owner: the client's capability is dead too.
+    assert_eq!(err(now(&mut k, Sys::Call, h.0, [0; 7])), Error::InvalidHandle);
+}
+
+#[test]
+fn queued_callers_get_peer_died_when_the_endpoint_is_revoked() {
+    let (mut k, _, _) = boot();
+    let ep = ok(now(&mut k, Sys::EndpointCreate, 0, [0; 7]))[0] as u32;
+    let (_, worker) = spawn(&mut k, 63);
+    // init queues a call; the worker (same priority) runs and revokes the endpoint.
+    let init_thread = k.current().unwrap();
+    sys(&mut k, Sys::Call, ep, [0, 0, 0, 0, 0, 0, FOREVER]);
+    assert_eq!(k.schedule(), Some(worker));
+    ok(now(&mut k, Sys::CapRevoke, ep, [0; 7]));
+    sys(&mut k, Sys::Yield, 0, [0; 7]);
+    assert_eq!(k.schedule(), Some(init_thread));
+    assert_eq!(err(k.take_return(init_thread).unwrap()), Error::PeerDied);
+}
+
+#[test]
+fn quota_exhaustion_is_an_error_and_the_task_runs_on() {
+    let (mut k, init, _) = boot();
+    let mut made = 0;
+    loop {
+        let r = now(&mut k, Sys::EndpointCreate, 0, [0; 7]);
+        if r.status != 0 {
+            assert_eq!(err(r), Error::QuotaExceeded);
+            break;
+        }
+        made += 1;
+        assert!(made < 10_000, "quota never ran out");
+    }
+    let (used, limit) = k.task(init).unwrap().quota();
+    assert!(used <= limit);
+    assert_eq!(made, ((QUOTA - cost::THREAD) / (cost::ENDPOINT + cost::CAPABILITY)) as usize);
+    // Closing handles does not free the objects (they belong to the task), revoking does.
+    ok(now(&mut k, Sys::DebugWrite, CONSOLE, [TEXT_AT, 5, 0, 0, 0, 0, 0]));
+}
+
+#[test]
+fn a_woken_higher_priority_thread_preempts_at_once() {
+    let (mut k, _, _) = boot();
+    let n = ok(now(&mut k, Sys::NotificationCreate, 0, [0; 7]))[0] as u32;
+    let (_, low) = spawn(&mut k, 5);
+    let high = k.current().unwrap();
+    // init (63) waits; the low thread runs and signals; init preempts it immediately.
+    sys(&mut k, Sys::Wait, n, [0, 0, 0, 0, 0, 0, FOREVER]);
+    assert_eq!(k.schedule(), Some(low));
+    sys(&mut k, Sys::Signal, n, [0b101, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(k.schedule(), Some(high));
+    assert_eq!(ok(k.take_return(high).unwrap())[0], 0b101);
+    // Signals before a wait are kept.
+    ok(now(&mut k, Sys::Signal, n, [0b10, 0, 0, 0, 0, 0, 0]));
+    assert_eq!(ok(now(&mut k, Sys::Wait, n, [0; 7]))[0], 0b10);
+    assert_eq!(err(now(&mut k, Sys::Wait, n, [0; 7])), Error::WouldBlock);
+}
+
+#[test]
+fn round_robin_within_a_priority_on_slice_end() {
+    let (mut k, _, a) = boot();
+    let (_, b) = spawn(&mut k, 63);
+    assert_eq!(k.schedule(), Some(a));
+    k.tick(TIMESLICE_NS);
+    assert_eq!(k.schedule(), Some(b));
+    k.tick(2 * TIMESLICE_NS);
+    assert_eq!(k.schedule(), Some(a));
+    sys(&mut k, Sys::Yield, 0, [0; 7]);
+    assert_eq!(k.schedule(), Some(b));
+}
+
+#[test]
+fn a_fault_goes_to_the_supervisor_which_resumes_the_thread() {
+    let (mut k, init, supervisor) = boot();
+    let ep = ok(now(&mut k, Sys::EndpointCreate, 0, [0; 7]))[0] as u32;
+    let Object::Endpoint(ep_id) = k.task(init).unwrap().caps.get(Handle(ep)).unwrap().object else { panic!() };
+    let (child_task, child) = second_task(&mut k, 10);
+    k.set_supervisor(child_task, ep_id, 0xc0de);
+    // The supervisor waits; the child runs and faults.
+    sys(&mut k, Sys::Recv, ep, [0, 0, 0, 0, 0, 0, FOREVER]);
+    assert_eq!(k.schedule(), Some(child));
+    k.fault(Fault { vector: 14, error_code: 4, address: 0xdead, rip: 0x40_1234 });
+    assert_eq!(k.schedule(), Some(supervisor));
+    let m = ok(k.take_return(supervisor).unwrap());
+    assert_eq!((m[0] as u32, m[1], m[2], m[3], m[4], m[6]), (label::FAULT, 14, 4, 0xdead, 0x40_1234, 0xc0de));
+    // Resume: reply; the child is ready again.
+    ok(now(&mut k, Sys::Reply, 0, [0; 7]));
+    sys(&mut k, Sys::Recv, ep, [0, 0, 0, 0, 0, 0, FOREVER]);
+    assert_eq!(k.schedule(), Some(child));
+    // Without a supervisor a fault ends the task.
+    let (lone, _) = second_task(&mut k, 1);
+    let lone_thread = *k.task(lone).unwrap().threads.first().unwrap();
+    k.end_task(child_task, 0);
+    assert_eq!(k.schedule(), Some(lone_thread));
+    k.fault(Fault { vector: 6, error_code: 0, address: 0, rip: 0 });
+    assert!(k.task(lone).is_none());
+    let ended: Vec<_> = core::iter::from_fn(|| k.take_ended()).collect();
+    assert_eq!(ended.last().unwrap().status, -7);
+}
+
+/// A storm of random system calls with random arguments from a fixed seed: the model must
+/// never panic, and its invariants (every thread in exactly one place) must hold.
+#[test]
+fn random_system_calls_never_break_the_model() {
+    for seed in 1..=20u64 {
+        let (mut k, _, _) = boot();
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for step in 0..3_000u64 {
+            match k.schedule() {
+                None => k.tick(k.now() + TIMESLICE_NS),
+                Some(_) => {
+                    let number = next() % (Sys::ALL.len() as u64 + 2);
+                    let number = if number == Sys::Exit as u64 { Sys::Yield as u64 } else { number };
+                    let handle = match next() % 3 {
+                        0 => next() as u32,
+                        _ => Handle::new_for_tests((next() % 8) as usize, 0).0,
+                    };
+                    let mut a = [0u64; 7];
+                    for w in a.iter_mut() {
+                        *w = match next() % 4 {
+                            0 => next(),
+                            1 => next() % 16,
+                            2 => TEXT_AT + next() % 16,
+                            _ => 0,
+                        };
+                    }
+                    a[6] = next() % 50_000; // bounded timeouts so the storm moves on
+                    k.syscall(Args { rax: number | (handle as u64) << 32, a });
+                    if step % 7 == 0 {
+                        k.tick(k.now() + next() % 20_000);
+                    }
+                }
+            }
+            check_invariants(&k);
+        }
+    }
+}
+
+fn check_invariants(k: &Kernel<Fake>) {
+    let mut running = 0;
+    for (id, t) in k.threads.iter() {
+        let queued = k.run_queue.remove_would_find(t.priority, id);
+        match t.state {
+            State::Ready => assert!(queued, "ready thread {id:?} not in the run queue"),
+            State::Running => {
+                running += 1;
+                assert_eq!(k.current, Some(id));
+            }
+            State::Calling(ep) => assert!(k.endpoints.get(ep).is_some_and(|e| e.callers.contains(&id))),
+            State::Receiving(ep) => assert!(k.endpoints.get(ep).is_some_and(|e| e.receivers.contains(&id))),
+            State::Waiting(n) => assert!(k.notifications.get(n).is_some_and(|x| x.waiters.contains(&id))),
+            State::AwaitingReply(s) => assert!(k.thread(s).is_some_and(|s| s.serving == Some(id))),
+            State::Sleeping => assert!(t.timer.is_some()),
+        }
+        assert!(t.priority >= t.base_priority);
+        if t.state != State::Ready {
+            assert!(!queued, "{id:?} is {:?} but queued", t.state);
+        }
+    }
+    assert!(running <= 1);
+    for (_, task) in k.tasks.iter() {
+        assert!(task.used <= task.quota);
+    }
+}
