@@ -49,10 +49,12 @@ pub enum Sys {
     /// Creates a thread in the task of the handle (CONTROL; 0 = own task): `a0` entry, `a1`
     /// stack, `a2` priority, `a3` argument (its `rdi`) -> `r0` thread handle. It starts at once.
     ThreadCreate = 17,
+    /// Ends the calling thread; the task ends (status 0) with its last thread. Does not return.
+    ThreadExit = 18,
 }
 
 impl Sys {
-    pub const ALL: [Sys; 18] = [
+    pub const ALL: [Sys; 19] = [
         Sys::DebugWrite,
         Sys::Exit,
         Sys::Yield,
@@ -71,6 +73,7 @@ impl Sys {
         Sys::NotificationCreate,
         Sys::TimeNow,
         Sys::ThreadCreate,
+        Sys::ThreadExit,
     ];
 
     pub fn from_number(n: u16) -> Option<Sys> {
@@ -100,6 +103,12 @@ pub mod info {
     pub const fn label(info: u64) -> u32 {
         info as u32
     }
+}
+
+/// The capabilities the first task (init) starts with, by handle.
+pub mod init_caps {
+    /// The kernel console (`debug_write`), all rights.
+    pub const CONSOLE: u32 = 1;
 }
 
 /// Labels the kernel puts on messages it sends on a thread's behalf.

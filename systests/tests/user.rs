@@ -28,7 +28,8 @@ fn a_faulting_task_is_killed_and_the_kernel_survives() {
     run.assert_exit(ExitCode::InitFailed)
         .assert_printed("user_fault: reading unmapped memory")
         .assert_printed("task user_fault: #PF page fault at rip 0x4")
-        .assert_printed("address 0x1000, error code 0x4; killed");
+        .assert_printed("address 0x1000, error code 0x4")
+        .assert_printed("task user_fault exited with status -15");
     assert!(run.crash().is_none(), "{}", run.report("the kernel crashed"));
     assert!(!run.printed("survived"));
 }

@@ -496,10 +496,18 @@ impl<M: Machine> Kernel<M> {
                 self.end_task(task, a[0] as i64);
                 Ok(None)
             }
+            Sys::ThreadExit => {
+                self.destroy(Object::Thread(id));
+                if self.task(task).is_some_and(|t| t.threads.is_empty()) {
+                    self.end_task(task, 0);
+                }
+                Ok(None)
+            }
             Sys::Yield => {
                 self.give_way = Some(true);
                 done([0; 7])
             }
+            Sys::Sleep if a[0] == 0 => done([0; 7]),
             Sys::Sleep => {
                 self.block_current(State::Sleeping, a[0]);
                 Ok(None)

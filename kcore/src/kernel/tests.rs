@@ -46,7 +46,7 @@ fn boot() -> (Kernel<Fake>, TaskId, ThreadId) {
 }
 
 /// The first capability of init is the console.
-const CONSOLE: u32 = Handle::new_for_tests(0, 0).0;
+const CONSOLE: u32 = abi::syscall::init_caps::CONSOLE;
 
 fn sys(k: &mut Kernel<Fake>, number: Sys, handle: u32, a: [u64; 7]) {
     k.syscall(Args { rax: encode_call(number, handle), a });
@@ -304,6 +304,19 @@ fn a_fault_goes_to_the_supervisor_which_resumes_the_thread() {
     assert!(k.task(lone).is_none());
     let ended: Vec<_> = core::iter::from_fn(|| k.take_ended()).collect();
     assert_eq!(ended.last().unwrap().status, -7);
+}
+
+#[test]
+fn the_last_thread_exiting_ends_the_task() {
+    let (mut k, init, first) = boot();
+    let (_, second) = spawn(&mut k, 63);
+    sys(&mut k, Sys::ThreadExit, 0, [0; 7]);
+    assert_eq!(k.schedule(), Some(second));
+    assert!(k.thread(first).is_none());
+    assert!(k.task(init).is_some());
+    sys(&mut k, Sys::ThreadExit, 0, [0; 7]);
+    assert_eq!(k.schedule(), None);
+    assert_eq!(k.take_ended().unwrap(), TaskEnd { name: "init".into(), status: 0, was_init: true });
 }
 
 /// A storm of random system calls with random arguments from a fixed seed: the model must

@@ -5,8 +5,7 @@
 //! copied in, and a stack is mapped at the top of the user half below an unmapped guard page.
 
 use crate::arch::paging::{flags, MapError};
-use crate::task::{AddressSpace, Task, Thread};
-use alloc::string::String;
+use crate::space::AddressSpace;
 use kcore::elf::{Elf, ElfError, PF_W, PF_X, USER_END};
 
 /// The top of the initial stack (16-byte aligned), with an unmapped page above it.
@@ -39,8 +38,15 @@ impl From<MapError> for LoadError {
     }
 }
 
-/// Builds a task named `name` running the executable `bytes`.
-pub fn load(name: &str, bytes: &[u8]) -> Result<Task, LoadError> {
+/// A loaded program: its address space, entry point and initial stack pointer.
+pub struct Program {
+    pub space: AddressSpace,
+    pub entry: u64,
+    pub stack: u64,
+}
+
+/// Loads the executable `bytes` into a new address space.
+pub fn load(bytes: &[u8]) -> Result<Program, LoadError> {
     let elf = Elf::parse(bytes).map_err(LoadError::Elf)?;
     if elf.position_independent {
         return Err(LoadError::PositionIndependent);
@@ -59,5 +65,5 @@ pub fn load(name: &str, bytes: &[u8]) -> Result<Task, LoadError> {
         space.write_bytes(segment.vaddr, elf.data(&segment)).map_err(|_| LoadError::OutOfMemory)?;
     }
     space.map_zeroed(STACK_TOP - STACK_SIZE, STACK_TOP, flags::WRITABLE | flags::NO_EXECUTE)?;
-    Ok(Task { name: String::from(name), space, thread: Thread::new(elf.entry, STACK_TOP) })
+    Ok(Program { space, entry: elf.entry, stack: STACK_TOP })
 }

@@ -20,15 +20,15 @@ mod loader;
 mod mem;
 mod pvh;
 mod shutdown;
-mod syscall;
-mod task;
+mod space;
+mod system;
 mod time;
 
 use abi::exit::ExitCode;
 use kcore::cmdline::{OnReady, Options};
 
 /// Stops the machine because of how it was started, with a message saying what is wrong.
-fn refuse(what: &str, why: &dyn core::fmt::Display) -> ! {
+pub(crate) fn refuse(what: &str, why: &dyn core::fmt::Display) -> ! {
     println!("error: {what}: {why}");
     shutdown::exit(ExitCode::BadConfig)
 }
@@ -86,9 +86,11 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
                 .filter(|e| e.is_file())
                 .unwrap_or_else(|| refuse("init", &format_args!("{path} is not a file in the boot archive")));
             let name = path.rsplit('/').next().unwrap_or(path);
-            let task = loader::load(name, file.data).unwrap_or_else(|e| refuse("init", &format_args!("{path}: {e}")));
+            let program = loader::load(file.data).unwrap_or_else(|e| refuse("init", &format_args!("{path}: {e}")));
             log::info!("starting {path}");
-            task::start(task)
+            // init's quota: half the kernel heap, so no task can exhaust the kernel.
+            let quota = report.heap / 2;
+            system::start(name, program.space, quota, program.entry, program.stack, timer.tsc_per_ms)
         }
         OnReady::Exit => {
             const TICKS: u64 = 3;

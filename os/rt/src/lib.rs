@@ -45,6 +45,32 @@ macro_rules! entry {
     };
 }
 
+/// The pool thread stacks come from (there is no memory allocation system call yet).
+const STACK_POOL: usize = 256 * 1024;
+static mut STACKS: [u8; STACK_POOL] = [0; STACK_POOL];
+static STACKS_USED: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// A stack of `size` bytes (rounded up to 16) for a new thread, or `None` when the pool is used
+/// up. Stacks are never returned.
+pub fn stack(size: usize) -> Option<&'static mut [u8]> {
+    let size = size.next_multiple_of(16);
+    let start = STACKS_USED.fetch_add(size, core::sync::atomic::Ordering::Relaxed);
+    if start + size > STACK_POOL {
+        return None;
+    }
+    // Safety: every range of the pool is handed out at most once (the atomic counter only
+    // grows), so this is the only reference to these bytes.
+    Some(unsafe { core::slice::from_raw_parts_mut((&raw mut STACKS as *mut u8).add(start), size) })
+}
+
+/// The time-stamp counter (guest instructions under `-icount shift=0`), for benchmarks.
+pub fn rdtsc() -> u64 {
+    let (lo, hi): (u32, u32);
+    // Safety: rdtsc only reads the counter.
+    unsafe { core::arch::asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+    (hi as u64) << 32 | lo as u64
+}
+
 /// Console output through the kernel's debug console, in chunks the kernel accepts.
 pub struct Console;
 
@@ -56,7 +82,7 @@ impl Write for Console {
             while !rest.is_char_boundary(cut) {
                 cut -= 1;
             }
-            sys::debug_write(&rest[..cut]).map_err(|_| core::fmt::Error)?;
+            sys::debug_write(abi::syscall::init_caps::CONSOLE, &rest[..cut]).map_err(|_| core::fmt::Error)?;
             rest = &rest[cut..];
         }
         Ok(())

@@ -1,67 +1,198 @@
 //! System-call wrappers (docs/abi.md). Each one is the `syscall` instruction with the ABI's
 //! register assignment, and turns the status in `rax` into a `Result`.
 
-use abi::syscall::{Error, Sys};
+use abi::syscall::{encode_call, info, Sys};
+pub use abi::syscall::{Error, FOREVER as FOREVER_NS};
 use core::arch::asm;
 
-/// The raw status of a call: 0 or an error code.
-fn status(rax: u64) -> Result<(), Error> {
-    match rax {
-        0 => Ok(()),
+/// A capability handle.
+pub type Handle = u32;
+
+/// Makes system call `sys` on `handle` with arguments `a0`-`a6`; returns `r0`-`r6`.
+pub fn syscall(sys: Sys, handle: Handle, a: [u64; 7]) -> Result<[u64; 7], Error> {
+    // Safety: `raw` is sound for every call a typed wrapper makes: the arguments are plain
+    // values, and pointers among them come from references the wrapper holds for the call.
+    let (status, r) = unsafe { raw(encode_call(sys, handle), a) };
+    match status {
+        0 => Ok(r),
         code => Err(Error::from_code(code).unwrap_or(Error::InvalidArgument)),
     }
 }
 
-/// Writes `text` (at most `DEBUG_WRITE_MAX` bytes) to the kernel console.
-pub fn debug_write(text: &str) -> Result<(), Error> {
-    let rax: u64;
-    // Safety: the kernel only reads `len` bytes at `ptr`, which `text` provides; the call
-    // clobbers rcx and r11 and preserves everything else.
-    unsafe {
-        asm!(
-            "syscall",
-            inlateout("rax") Sys::DebugWrite as u64 => rax,
-            in("rdi") text.as_ptr(),
-            in("rsi") text.len(),
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack, readonly),
-        );
-    }
-    status(rax)
-}
-
-/// Ends the calling task with `status`.
-pub fn exit(status: i32) -> ! {
-    // Safety: `exit` does not return; nothing of this task runs afterwards.
-    unsafe {
-        asm!("syscall", in("rax") Sys::Exit as u64, in("rdi") status as i64 as u64, options(noreturn, nostack));
-    }
-}
-
-/// Makes a system call with raw arguments, for tests that must pass what the typed wrappers
-/// never would (bad pointers, unknown numbers). Returns `rax`.
+/// The `syscall` instruction: `rax` and `a0`-`a6` in, status and `r0`-`r6` out.
 ///
 /// # Safety
-/// The kernel treats the arguments as hostile, but a call that succeeds may change this
-/// task's memory or state in ways the caller must be ready for.
-pub unsafe fn raw(number: u64, args: [u64; 6]) -> u64 {
-    let rax: u64;
-    // Safety: the caller takes responsibility for the effects of the call.
+/// The kernel treats the arguments as hostile, but a call that succeeds may change this task's
+/// memory or state in ways the caller must be ready for.
+pub unsafe fn raw(rax: u64, a: [u64; 7]) -> (u64, [u64; 7]) {
+    let status: u64;
+    let mut r = a;
+    // Safety: the kernel preserves every register but the ones listed; rcx and r11 are taken
+    // by the instruction.
     unsafe {
         asm!(
             "syscall",
-            inlateout("rax") number => rax,
-            in("rdi") args[0],
-            in("rsi") args[1],
-            in("rdx") args[2],
-            in("r10") args[3],
-            in("r8") args[4],
-            in("r9") args[5],
+            inlateout("rax") rax => status,
+            inlateout("rdi") r[0],
+            inlateout("rsi") r[1],
+            inlateout("rdx") r[2],
+            inlateout("r10") r[3],
+            inlateout("r8") r[4],
+            inlateout("r9") r[5],
+            inlateout("r12") r[6],
             lateout("rcx") _,
             lateout("r11") _,
             options(nostack),
         );
     }
-    rax
+    (status, r)
+}
+
+/// A message: a label, four data words and maybe a capability.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Message {
+    pub label: u32,
+    pub words: [u64; 4],
+    pub cap: Option<Handle>,
+}
+
+impl Message {
+    pub const fn new(label: u32, words: [u64; 4]) -> Message {
+        Message { label, words, cap: None }
+    }
+
+    fn args(&self, timeout: u64) -> [u64; 7] {
+        let flag = if self.cap.is_some() { info::CAP } else { 0 };
+        let w = self.words;
+        [self.label as u64 | flag, w[0], w[1], w[2], w[3], self.cap.unwrap_or(0) as u64, timeout]
+    }
+
+    fn from_regs(r: &[u64; 7]) -> Message {
+        Message {
+            label: info::label(r[0]),
+            words: [r[1], r[2], r[3], r[4]],
+            cap: (r[0] & info::CAP != 0).then_some(r[5] as Handle),
+        }
+    }
+}
+
+/// A received message and the badge of the capability it was sent through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub message: Message,
+    pub badge: u64,
+}
+
+/// Writes `text` (at most `DEBUG_WRITE_MAX` bytes) to the kernel console.
+pub fn debug_write(console: Handle, text: &str) -> Result<(), Error> {
+    syscall(Sys::DebugWrite, console, [text.as_ptr() as u64, text.len() as u64, 0, 0, 0, 0, 0]).map(drop)
+}
+
+/// Ends the calling task with `status`.
+pub fn exit(status: i32) -> ! {
+    let _ = syscall(Sys::Exit, 0, [status as i64 as u64, 0, 0, 0, 0, 0, 0]);
+    unreachable!("exit returned")
+}
+
+/// Ends the calling thread.
+pub fn thread_exit() -> ! {
+    let _ = syscall(Sys::ThreadExit, 0, [0; 7]);
+    unreachable!("thread_exit returned")
+}
+
+/// Lets the other ready threads of the same priority run.
+pub fn yield_now() {
+    let _ = syscall(Sys::Yield, 0, [0; 7]);
+}
+
+/// Sleeps at least `ns` nanoseconds.
+pub fn sleep(ns: u64) {
+    let _ = syscall(Sys::Sleep, 0, [ns, 0, 0, 0, 0, 0, 0]);
+}
+
+/// Nanoseconds since boot.
+pub fn time_now() -> u64 {
+    syscall(Sys::TimeNow, 0, [0; 7]).map_or(0, |r| r[0])
+}
+
+/// Calls the endpoint and waits for the reply (at most `timeout` ns; `FOREVER`).
+pub fn call(endpoint: Handle, message: &Message, timeout: u64) -> Result<Message, Error> {
+    syscall(Sys::Call, endpoint, message.args(timeout)).map(|r| Message::from_regs(&r))
+}
+
+/// Waits for a call on the endpoint.
+pub fn recv(endpoint: Handle, timeout: u64) -> Result<Received, Error> {
+    syscall(Sys::Recv, endpoint, [0, 0, 0, 0, 0, 0, timeout])
+        .map(|r| Received { message: Message::from_regs(&r), badge: r[6] })
+}
+
+/// Replies to the call being served.
+pub fn reply(message: &Message) -> Result<(), Error> {
+    syscall(Sys::Reply, 0, message.args(0)).map(drop)
+}
+
+/// Replies to the call being served, then waits for the next call on the endpoint.
+pub fn reply_recv(endpoint: Handle, message: &Message, timeout: u64) -> Result<Received, Error> {
+    syscall(Sys::ReplyRecv, endpoint, message.args(timeout))
+        .map(|r| Received { message: Message::from_regs(&r), badge: r[6] })
+}
+
+/// ORs `bits` into the notification.
+pub fn signal(notification: Handle, bits: u64) -> Result<(), Error> {
+    syscall(Sys::Signal, notification, [bits, 0, 0, 0, 0, 0, 0]).map(drop)
+}
+
+/// Waits for bits of the notification (at most `timeout` ns) and clears them.
+pub fn wait(notification: Handle, timeout: u64) -> Result<u64, Error> {
+    syscall(Sys::Wait, notification, [0, 0, 0, 0, 0, 0, timeout]).map(|r| r[0])
+}
+
+/// A copy of the capability with at most `rights` and, if it has none, `badge` (0: none).
+pub fn cap_duplicate(handle: Handle, rights: u32, badge: u64) -> Result<Handle, Error> {
+    syscall(Sys::CapDuplicate, handle, [rights as u64, badge, 0, 0, 0, 0, 0]).map(|r| r[0] as Handle)
+}
+
+/// Closes a handle.
+pub fn cap_close(handle: Handle) -> Result<(), Error> {
+    syscall(Sys::CapClose, handle, [0; 7]).map(drop)
+}
+
+/// Destroys the object for every holder.
+pub fn cap_revoke(handle: Handle) -> Result<(), Error> {
+    syscall(Sys::CapRevoke, handle, [0; 7]).map(drop)
+}
+
+/// (object type, rights, badge) of a capability.
+pub fn cap_info(handle: Handle) -> Result<(u64, u32, u64), Error> {
+    syscall(Sys::CapInfo, handle, [0; 7]).map(|r| (r[0], r[1] as u32, r[2]))
+}
+
+/// A new endpoint.
+pub fn endpoint_create() -> Result<Handle, Error> {
+    syscall(Sys::EndpointCreate, 0, [0; 7]).map(|r| r[0] as Handle)
+}
+
+/// A new notification.
+pub fn notification_create() -> Result<Handle, Error> {
+    syscall(Sys::NotificationCreate, 0, [0; 7]).map(|r| r[0] as Handle)
+}
+
+/// Starts a thread in this task running `entry(arg)` on `stack` at `priority`.
+pub fn thread_create(
+    entry: extern "C" fn(u64) -> !,
+    stack: &'static mut [u8],
+    priority: u8,
+    arg: u64,
+) -> Result<Handle, Error> {
+    // At a function's entry rsp + 8 is 16-byte aligned (as if `call` pushed a return address).
+    let top = (stack.as_mut_ptr() as u64 + stack.len() as u64) & !15;
+    let a = [entry as usize as u64, top - 8, priority as u64, arg, 0, 0, 0];
+    syscall(Sys::ThreadCreate, 0, a).map(|r| r[0] as Handle)
+}
+
+/// Waits forever (for threads with nothing left to do but must not end the task).
+pub fn park() -> ! {
+    loop {
+        sleep(FOREVER_NS / 2);
+    }
 }

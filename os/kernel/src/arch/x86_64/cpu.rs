@@ -70,6 +70,14 @@ pub fn cr2() -> u64 {
     value
 }
 
+/// The physical address of the current top-level page table.
+pub fn read_cr3() -> u64 {
+    let value: u64;
+    // Safety: reading CR3 has no side effects.
+    unsafe { asm!("mov {}, cr3", out(reg) value, options(nomem, nostack, preserves_flags)) }
+    value & 0x000f_ffff_ffff_f000
+}
+
 /// Loads a new top-level page table.
 ///
 /// # Safety

@@ -222,14 +222,18 @@ impl TrapFrame {
 /// Called by `isr_common` for every interrupt, exception and system call.
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     match frame.vector {
-        SYSCALL_VECTOR => crate::syscall::handle(frame),
-        v if v < EXCEPTION_COUNT && frame.is_user() => crate::task::user_fault(frame),
-        v if v < EXCEPTION_COUNT => crate::fault::kernel_fault(frame),
         v if v == TIMER_VECTOR as u64 => {
             crate::time::tick();
             super::apic::end_of_interrupt();
+            // While idle (kernel mode) the tick is only counted; the idle loop tells the model.
+            if frame.is_user() {
+                crate::system::user_trap(frame);
+            }
         }
         v if v == SPURIOUS_VECTOR as u64 => {}
+        SYSCALL_VECTOR => crate::system::user_trap(frame),
+        v if v < EXCEPTION_COUNT && frame.is_user() => crate::system::user_trap(frame),
+        v if v < EXCEPTION_COUNT => crate::fault::kernel_fault(frame),
         v => log::warn!("unexpected interrupt vector {v:#x}"),
     }
 }

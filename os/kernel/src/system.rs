@@ -1,0 +1,173 @@
+//! The kernel model (`kcore::kernel`) on this machine: traps from user mode become calls of
+//! the model, and the model's choice of the next thread becomes the registers, FPU state and
+//! address space the CPU returns to.
+//!
+//! One kernel stack serves every entry; a thread's user registers live in its context in the
+//! model, copied out of the trap frame on entry and back on exit. When no thread is ready the
+//! kernel idles with interrupts enabled; interrupts taken while idle only count timer ticks,
+//! and the idle loop feeds the time to the model.
+
+use crate::arch::cpu::{rdtsc, wait_for_interrupt};
+use crate::arch::gdt::{USER_CODE, USER_DATA};
+use crate::arch::trap::{self, FpuState, TrapFrame};
+use crate::space::AddressSpace;
+use abi::syscall::{Args, Return};
+use alloc::boxed::Box;
+use core::sync::atomic::{AtomicU64, Ordering};
+use kcore::kernel::{BadAddress, Fault, Kernel, Machine};
+use spin::Mutex;
+
+/// A thread's saved user state.
+pub struct Context {
+    frame: TrapFrame,
+    fpu: Box<FpuState>,
+}
+
+/// The machine side of the model.
+pub struct Arch;
+
+impl Machine for Arch {
+    type Space = AddressSpace;
+    type Context = Context;
+
+    fn read_user(&mut self, space: &AddressSpace, addr: u64, buf: &mut [u8]) -> Result<(), BadAddress> {
+        space.read_user(addr, buf).map_err(|_| BadAddress)
+    }
+
+    fn console_write(&mut self, text: &str) {
+        crate::console::print(format_args!("{text}"));
+    }
+
+    fn new_context(&mut self, entry: u64, stack: u64, arg: u64) -> Context {
+        let frame = TrapFrame {
+            rip: entry,
+            rsp: stack,
+            rdi: arg,
+            cs: USER_CODE as u64,
+            ss: USER_DATA as u64,
+            rflags: 0x202, // IF
+            ..TrapFrame::default()
+        };
+        Context { frame, fpu: Box::new(FpuState::new()) }
+    }
+}
+
+static KERNEL: Mutex<Option<Kernel<Arch>>> = Mutex::new(None);
+
+/// TSC cycles per millisecond, and the TSC at boot, for the model's clock.
+static TSC_PER_MS: AtomicU64 = AtomicU64::new(1);
+static TSC_AT_BOOT: AtomicU64 = AtomicU64::new(0);
+
+/// Nanoseconds since boot.
+fn now_ns() -> u64 {
+    let cycles = rdtsc().saturating_sub(TSC_AT_BOOT.load(Ordering::Relaxed));
+    (cycles as u128 * 1_000_000 / TSC_PER_MS.load(Ordering::Relaxed) as u128) as u64
+}
+
+extern "C" {
+    static boot_stack_top: u8;
+}
+
+/// Starts the first task and never returns: from here on the kernel runs only on traps.
+pub fn start(name: &str, space: AddressSpace, quota: u64, entry: u64, stack: u64, tsc_per_ms: u64) -> ! {
+    TSC_PER_MS.store(tsc_per_ms.max(1), Ordering::Relaxed);
+    TSC_AT_BOOT.store(rdtsc(), Ordering::Relaxed);
+    let stack_top = &raw const boot_stack_top as u64;
+    crate::arch::gdt::set_kernel_stack(stack_top);
+    crate::arch::syscall::init(stack_top);
+    let mut kernel = Kernel::new(Arch);
+    if let Err(e) = kernel.create_init(name, space, quota, entry, stack) {
+        crate::refuse("init", &format_args!("{e:?}"));
+    }
+    *KERNEL.lock() = Some(kernel);
+    let mut frame = TrapFrame::default();
+    resume(&mut frame);
+    // Safety: `resume` loaded a user thread's frame, FPU pointer and address space.
+    unsafe { trap::enter_user(&frame, stack_top) }
+}
+
+/// A trap from user mode: the frame is the interrupted thread's registers.
+pub fn user_trap(frame: &mut TrapFrame) {
+    {
+        let mut guard = KERNEL.lock();
+        let k = guard.as_mut().expect("the kernel runs once a task exists");
+        if let Some(current) = k.current() {
+            if let Some(thread) = k.thread_mut(current) {
+                thread.context.frame = *frame;
+            }
+        }
+        match frame.vector {
+            trap::SYSCALL_VECTOR => k.syscall(Args {
+                rax: frame.rax,
+                a: [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9, frame.r12],
+            }),
+            v if v < trap::EXCEPTION_COUNT => {
+                let address = if v == 14 { crate::arch::cpu::cr2() } else { 0 };
+                report_fault(k, frame, address);
+                k.fault(Fault { vector: v, error_code: frame.error_code, address, rip: frame.rip });
+            }
+            _ => k.tick(now_ns()),
+        }
+    }
+    resume(frame);
+}
+
+fn report_fault(k: &Kernel<Arch>, frame: &TrapFrame, address: u64) {
+    let name = k.current_task().and_then(|t| k.task(t)).map_or("?", |t| t.name.as_str());
+    let what = crate::fault::exception_name(frame.vector);
+    log::warn!("task {name}: {what} at rip {:#x}, address {address:#x}, error code {:#x}", frame.rip, frame.error_code);
+}
+
+/// Picks the next thread (idling until there is one) and loads its state into `frame`, the
+/// FPU pointer and the address space.
+fn resume(frame: &mut TrapFrame) {
+    loop {
+        {
+            let mut guard = KERNEL.lock();
+            let k = guard.as_mut().expect("the kernel runs once a task exists");
+            report_ended(k);
+            if let Some(next) = k.schedule() {
+                let result = k.take_return(next);
+                let thread = k.thread_mut(next).expect("scheduled threads exist");
+                if let Some(r) = result {
+                    write_return(&mut thread.context.frame, &r);
+                }
+                *frame = thread.context.frame;
+                // Safety: one CPU; the area lives as long as the thread, and the thread stays
+                // current until the next trap, which saves into it first.
+                unsafe { trap::CURRENT_FPU = &mut *thread.context.fpu };
+                let task = thread.task;
+                if let Some(t) = k.task(task) {
+                    t.space.activate();
+                }
+                return;
+            }
+            if k.task_count() == 0 {
+                log::info!("no tasks left");
+                crate::shutdown::exit(abi::exit::ExitCode::Success);
+            }
+        }
+        wait_for_interrupt();
+        KERNEL.lock().as_mut().expect("set at start").tick(now_ns());
+    }
+}
+
+fn write_return(frame: &mut TrapFrame, r: &Return) {
+    frame.rax = r.status;
+    frame.rdi = r.r[0];
+    frame.rsi = r.r[1];
+    frame.rdx = r.r[2];
+    frame.r10 = r.r[3];
+    frame.r8 = r.r[4];
+    frame.r9 = r.r[5];
+    frame.r12 = r.r[6];
+}
+
+fn report_ended(k: &mut Kernel<Arch>) {
+    while let Some(end) = k.take_ended() {
+        log::info!("task {} exited with status {}", end.name, end.status);
+        if end.was_init {
+            crate::shutdown::init_ended(end.status);
+        }
+    }
+}
