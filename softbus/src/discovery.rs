@@ -203,7 +203,7 @@ impl Discovery {
         match decoded {
             Datagram::Beacon(beacon) => self.on_beacon(now, &beacon),
             Datagram::Query(query) => self.on_query(now, &query),
-            Datagram::Handshake(_) | Datagram::Record(_) => {
+            Datagram::Handshake(_) | Datagram::Record(_) | Datagram::Pairing(_) => {
                 self.stats.malformed += 1;
                 return Err(DiscoveryError::NotDiscovery);
             }

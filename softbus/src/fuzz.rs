@@ -9,6 +9,9 @@
 //! in tests and with the `fuzzing` feature.
 
 use crate::identity::Identity;
+use crate::pairing::{Pairing, PairingCode};
+use crate::rng::SeededRng;
+use crate::trust::TrustStore;
 use crate::wire::{self, Datagram};
 
 /// Decodes `data` as one datagram; a decoded frame must re-encode to `data`.
@@ -19,6 +22,7 @@ pub fn datagram(data: &[u8]) {
         Datagram::Query(q) => wire::encode_to_vec(&q),
         Datagram::Handshake(h) => wire::encode_to_vec(&h),
         Datagram::Record(r) => wire::encode_to_vec(&r),
+        Datagram::Pairing(p) => wire::encode_to_vec(&p),
     };
     assert_eq!(encoded.as_deref(), Ok(data), "re-encoding {decoded:?} differs");
 }
@@ -53,6 +57,25 @@ pub fn keystore(data: &[u8]) {
     }
 }
 
+/// Decodes `data` as a trust store; a decoded store must re-encode to `data`.
+pub fn trust_store(data: &[u8]) {
+    if let Ok(store) = TrustStore::from_bytes(data) {
+        assert_eq!(store.to_bytes(), data);
+    }
+}
+
+/// Feeds `data` to a pairing responder (as the first frame) and to an initiator (as the
+/// answer): both must refuse garbage with an error, never panic.
+pub fn pairing(data: &[u8]) {
+    let identity = Identity::from_secrets(&[1; 32], &[2; 32]);
+    let mut rng = SeededRng::from_seed([3; 32]);
+    let code = PairingCode::parse("123456").unwrap_or_else(|_| PairingCode::generate(&mut rng));
+    let _ = Pairing::respond(&identity, "fuzz", &code, data, &mut rng);
+    if let Ok(mut initiator) = Pairing::initiate(&identity, "fuzz", &code, &mut rng) {
+        let _ = initiator.handle_frame(&identity, data);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The deterministic corpus: random bytes, and valid encodings that are truncated,
@@ -62,7 +85,7 @@ mod tests {
 
     use crate::identity::{DeviceId, Identity};
     use crate::rng::SeededRng;
-    use crate::wire::{self, Beacon, CapabilitySet, ChannelMessage, DeviceKind, Handshake, Query, Record};
+    use crate::wire::{self, Beacon, CapabilitySet, ChannelMessage, DeviceKind, Handshake, Pairing, Query, Record};
 
     /// A xorshift generator: enough to spread a corpus, and reproducible.
     struct Corpus(u64);
@@ -127,6 +150,7 @@ mod tests {
             wire::encode_to_vec(&Query { device_id: id, wanted: CapabilitySet::NONE }),
             wire::encode_to_vec(&Handshake { session_id: 3, step: 1, message: &[1; 32] }),
             wire::encode_to_vec(&Record { session_id: 3, counter: 9, ciphertext: &[2; 24] }),
+            wire::encode_to_vec(&Pairing { pairing_id: 4, step: 2, payload: &[3; 40] }),
         ]
         .into_iter()
         .flatten()
@@ -166,5 +190,43 @@ mod tests {
             super::keystore(&corpus.input(core::slice::from_ref(&ks)));
         }
         super::keystore(&ks);
+    }
+
+    #[test]
+    fn trust_store_decoder_survives_the_corpus() {
+        let mut store = crate::trust::TrustStore::new();
+        for seed in 1..4u8 {
+            let id = Identity::generate(&mut SeededRng::from_seed([seed; 32]));
+            let device = crate::trust::TrustedDevice {
+                device_id: id.device_id(),
+                signing_public: id.signing_public(),
+                noise_static: id.noise_public(),
+                name: alloc::format!("device {seed}"),
+                paired_at: u64::from(seed),
+            };
+            store.add(device).unwrap();
+        }
+        let bytes = store.to_bytes();
+        let mut corpus = Corpus(7);
+        for _ in 0..ITERATIONS / 10 {
+            super::trust_store(&corpus.input(core::slice::from_ref(&bytes)));
+        }
+        super::trust_store(&bytes);
+    }
+
+    #[test]
+    fn pairing_survives_the_corpus() {
+        let identity = Identity::from_secrets(&[4; 32], &[5; 32]);
+        let code = crate::pairing::PairingCode::parse("123456").unwrap();
+        let mut rng = SeededRng::from_seed([6; 32]);
+        let mut initiator = crate::pairing::Pairing::initiate(&identity, "seed", &code, &mut rng).unwrap();
+        let step1 = initiator.poll_transmit().unwrap();
+        let mut responder = crate::pairing::Pairing::respond(&identity, "seed", &code, &step1, &mut rng).unwrap();
+        let step2 = responder.poll_transmit().unwrap();
+        let mut corpus = Corpus(8);
+        // Each input costs a few scalar multiplications.
+        for _ in 0..ITERATIONS / 100 {
+            super::pairing(&corpus.input(&[step1.clone(), step2.clone()]));
+        }
     }
 }

@@ -7,8 +7,10 @@
 //! `alloc`, so the same code runs in the Tutti soft bus server and in the Linux daemon.
 //!
 //! Modules, bottom up: [`wire`] (the versioned frame format), [`identity`] (device keys and
-//! ids), [`discovery`] (beacons, queries, the peer table), [`session`] (Noise XX handshake
-//! and encrypted records with replay protection), [`rpc`] (calls with deadlines and
+//! ids), [`discovery`] (beacons, queries, the peer table), [`pairing`] (SPAKE2 pairing with a
+//! short code), [`trust`] (the trust store, the sessions' trust policy), [`session`] (Noise XX
+//! handshake and encrypted records with replay protection), [`connection`] (a session over a
+//! TCP byte stream with keepalive and failure detection), [`rpc`] (calls with deadlines and
 //! cancellation over a session). [`time`] and [`rng`] carry the caller's clock and randomness.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -18,12 +20,15 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod connection;
 pub mod discovery;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz;
 pub mod identity;
+pub mod pairing;
 pub mod rng;
 pub mod rpc;
 pub mod session;
 pub mod time;
+pub mod trust;
 pub mod wire;

@@ -331,6 +331,7 @@ impl Session {
                 self.on_record(r)
             }
             Datagram::Beacon(_) | Datagram::Query(_) => Err(SessionError::Unexpected("discovery frame on a session")),
+            Datagram::Pairing(_) => Err(SessionError::Unexpected("pairing frame on a session")),
         }
     }
 

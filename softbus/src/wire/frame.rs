@@ -43,6 +43,8 @@ pub enum FrameType {
     Handshake,
     /// One encrypted transport record of an established session.
     Record,
+    /// One message of a pairing exchange (outside any session).
+    Pairing,
 }
 
 impl FrameType {
@@ -53,6 +55,7 @@ impl FrameType {
             Self::Query => 0x02,
             Self::Handshake => 0x10,
             Self::Record => 0x20,
+            Self::Pairing => 0x30,
         }
     }
 
@@ -63,6 +66,7 @@ impl FrameType {
             0x02 => Ok(Self::Query),
             0x10 => Ok(Self::Handshake),
             0x20 => Ok(Self::Record),
+            0x30 => Ok(Self::Pairing),
             other => Err(WireError::UnknownFrameType(other)),
         }
     }
@@ -202,7 +206,7 @@ mod tests {
 
     #[test]
     fn frame_types_round_trip() {
-        for t in [FrameType::Beacon, FrameType::Query, FrameType::Handshake, FrameType::Record] {
+        for t in [FrameType::Beacon, FrameType::Query, FrameType::Handshake, FrameType::Record, FrameType::Pairing] {
             assert_eq!(FrameType::from_byte(t.to_byte()), Ok(t));
         }
     }

@@ -2,6 +2,7 @@
 //!
 //! Design (after smoltcp): every frame starts with the common header of [`frame`]; its body
 //! is one of the layouts in [`discovery`] (beacon, query), [`session`] (handshake, record),
+//! [`pairing`] (the PAKE exchange),
 //! and the plaintext of a record is a sequence of [`channel`] messages. Decoders borrow from
 //! the input instead of allocating, check every length before use, and return a
 //! [`WireError`] for any malformed, truncated, oversized or unknown input: they never panic.
@@ -19,6 +20,7 @@ pub mod cursor;
 pub mod discovery;
 mod error;
 pub mod frame;
+pub mod pairing;
 #[cfg(test)]
 mod proptests;
 pub mod session;
@@ -27,6 +29,7 @@ pub use channel::{encode_messages, messages, ChannelMessage, Messages, RpcErrorC
 pub use discovery::{Beacon, CapabilitySet, DeviceKind, Query};
 pub use error::WireError;
 pub use frame::{encode, encode_to_vec, Frame, FrameBody, FrameType};
+pub use pairing::Pairing;
 pub use session::{Handshake, Record};
 
 /// A decoded frame of any type.
@@ -40,6 +43,8 @@ pub enum Datagram<'a> {
     Handshake(Handshake<'a>),
     /// An encrypted record.
     Record(Record<'a>),
+    /// A pairing message.
+    Pairing(Pairing<'a>),
 }
 
 /// Decodes the frame at the start of `buf`, returning it and the bytes it occupies; the
@@ -53,6 +58,7 @@ pub fn decode_prefix(buf: &[u8]) -> Result<(Datagram<'_>, usize), WireError> {
         FrameType::Query => Datagram::Query(Query::parse_body(body)?),
         FrameType::Handshake => Datagram::Handshake(Handshake::parse_body(body)?),
         FrameType::Record => Datagram::Record(Record::parse_body(body)?),
+        FrameType::Pairing => Datagram::Pairing(Pairing::parse_body(body)?),
     };
     Ok((datagram, total))
 }
