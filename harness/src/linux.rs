@@ -28,9 +28,9 @@
 //!
 //! # Reusing it in a benchmark
 //!
-//! A benchmark packs its workload into the initramfs as an extra file and boots with
-//! `bootmark=run:<that file>`; the script prints its own figures on the console and then runs
-//! `/bin/bootmark-exit`:
+//! A benchmark packs its workload into the initramfs as an extra file (its C programs compiled
+//! with [`compile_static`]) and boots with `bootmark=run:<that file>`; the script prints its own
+//! figures on the console and then runs `/bin/bootmark-exit`:
 //!
 //! ```no_run
 //! use harness::linux::{self, LinuxBaseline};
@@ -434,30 +434,38 @@ fn check_static_x86_64(data: &[u8]) -> Result<(), String> {
 /// source, and returns the binary's path.
 fn build_bootmark(work_dir: &Path) -> Result<PathBuf, LinuxError> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("harness/ is inside the repository");
-    let source = repo.join("tools/bootmark/bootmark.c");
-    let binary = work_dir.join("bootmark");
+    compile_static(
+        &repo.join("tools/bootmark/bootmark.c"),
+        &work_dir.join("bootmark"),
+        &["-nostdlib", "-O2", "-fno-stack-protector", "-fno-pie", "-no-pie"],
+    )
+}
+
+/// Compiles the C program `source` into the static executable `binary` with the host's gcc
+/// (`gcc -static <flags> -o <binary> <source>`), unless `binary` is newer than `source`, and
+/// returns `binary`. For the baseline's own `/init` and for the programs that benchmarks add
+/// to the initramfs. The compiler writes a temporary file next to `binary` that is renamed
+/// into place, so concurrent callers never see a partial binary.
+pub fn compile_static(source: &Path, binary: &Path, flags: &[&str]) -> Result<PathBuf, LinuxError> {
     let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified());
-    let source_time = modified(&source).map_err(|source_err| LinuxError::Io {
-        action: "read the bootmark source",
-        path: source.clone(),
+    let source_time = modified(source).map_err(|source_err| LinuxError::Io {
+        action: "read the C source",
+        path: source.to_path_buf(),
         source: source_err,
     })?;
-    if modified(&binary).is_ok_and(|binary_time| binary_time >= source_time) {
-        return Ok(binary);
+    if modified(binary).is_ok_and(|binary_time| binary_time >= source_time) {
+        return Ok(binary.to_path_buf());
     }
-    let tmp = work_dir.join(format!(".bootmark.{}.partial", std::process::id()));
+    let name = binary.file_name().map_or("binary".into(), |n| n.to_string_lossy());
+    let tmp = binary.with_file_name(format!(".{name}.{}.partial", std::process::id()));
     run(
-        Command::new("gcc")
-            .args(["-static", "-nostdlib", "-O2", "-fno-stack-protector", "-fno-pie", "-no-pie"])
-            .arg("-o")
-            .arg(&tmp)
-            .arg(&source),
+        Command::new("gcc").arg("-static").args(flags).arg("-o").arg(&tmp).arg(source),
         "gcc",
-        "install it with `apt-get install -y gcc`",
-        "tools/bootmark/bootmark.c does not compile; fix it (gcc's messages follow)",
+        "install it with `apt-get install -y gcc` (static glibc, libc.a, comes with libc6-dev)",
+        "the C program does not compile; fix it (the command and gcc's messages follow)",
     )?;
-    rename(&tmp, &binary)?;
-    Ok(binary)
+    rename(&tmp, binary)?;
+    Ok(binary.to_path_buf())
 }
 
 /// The initramfs archive: the fixed files described at [`LinuxBaseline::initramfs`], then

@@ -2,7 +2,8 @@
 //!
 //! - `cargo xtask run`   builds everything and boots Tutti in QEMU with the console here;
 //! - `cargo xtask test`  runs the host unit tests, then the QEMU system tests;
-//! - `cargo xtask bench` measures Tutti beside Linux in the same QEMU (see docs/benchmarks.md);
+//! - `cargo xtask bench [boot|ipc]` measures Tutti beside Linux in the same QEMU (see
+//!   docs/benchmarks.md);
 //! - `cargo xtask build` only builds the kernel and the boot archive.
 //!
 //! Host packages that are missing (QEMU, ...) are installed with apt-get when running as root
@@ -46,12 +47,17 @@ enum Task {
         #[arg(long)]
         system_only: bool,
     },
-    /// Measure Tutti beside Linux in the same QEMU; prints a table and writes JSON.
+    /// Measure Tutti beside Linux in the same QEMU; prints tables and writes JSON. Without a
+    /// benchmark name, runs them all and regenerates docs/BENCHMARKS.md.
     Bench {
-        /// Where to write the JSON results.
-        #[arg(long, default_value = "target/bench/boot.json")]
-        json: PathBuf,
-        /// Wall-clock samples per system (the instruction counts are deterministic).
+        /// The benchmark to run (all of them if omitted).
+        #[arg(value_enum)]
+        benchmark: Option<bench::Benchmark>,
+        /// Where to write the JSON results, one `<benchmark>.json` each.
+        #[arg(long, default_value = "target/bench")]
+        out: PathBuf,
+        /// Wall-clock samples per system for the boot benchmark (the instruction counts are
+        /// deterministic).
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
@@ -95,7 +101,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Task::Run { mem, append, icount } => run(&mem, &append, icount),
         Task::Test { filter, system_only } => test(filter.as_deref(), system_only),
-        Task::Bench { json, runs } => bench::boot(&root().join(json), runs.max(1)),
+        Task::Bench { benchmark, out, runs } => bench::run(benchmark, &root().join(out), &bench::Options { runs }),
         Task::Build => image::build().map(|_| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|Failure(message)| {

@@ -1,4 +1,5 @@
-//! `cargo xtask bench`: Tutti measured beside Linux in the same QEMU with the same flags.
+//! `cargo xtask bench boot`: boot to ready, Tutti beside Linux in the same QEMU with the same
+//! flags.
 //!
 //! Boot time is measured two ways. Guest instructions to the ready point, under
 //! `-icount shift=0`, where the guest's TSC advances one tick per instruction, so the count
@@ -8,16 +9,16 @@
 //! Both systems boot from reset through the same firmware with the same QEMU flags, so the
 //! counts include the firmware for both. See docs/benchmarks.md.
 
-use crate::{deps, image, root, step, Failure};
+use super::{linux_work_dir, thousands, Options, Report, MEMORY};
+use crate::{deps, image, step, Failure};
 use harness::linux::{self, LinuxBaseline};
 use harness::{Machine, Run};
 use serde_json::json;
-use std::path::Path;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 /// Tutti's instruction count must be at most 1/20 of Linux's.
 const TARGET_RATIO: f64 = 20.0;
-const MEMORY: &str = "128M";
 
 /// One system's boot measurements.
 struct BootFigures {
@@ -70,7 +71,8 @@ fn figures<T>(
 }
 
 /// The boot benchmark.
-pub fn boot(json_path: &Path, runs: usize) -> Result<std::process::ExitCode, Failure> {
+pub fn run(options: &Options) -> Result<Report, Failure> {
+    let runs = options.runs.max(1);
     deps::ensure(&[deps::QEMU, deps::BUSYBOX, deps::GCC])?;
     let image = image::build()?;
 
@@ -83,7 +85,7 @@ pub fn boot(json_path: &Path, runs: usize) -> Result<std::process::ExitCode, Fai
     let (tutti, (_, kernel_instructions)) = figures(tutti_machine, runs, |&(tsc, _)| tsc, parse_ready)?;
 
     step("Linux: preparing the baseline (Debian kernel, busybox initramfs)");
-    let work = root().join("target/linux");
+    let work = linux_work_dir();
     let baseline = LinuxBaseline::prepare(&work)?;
     let initramfs = baseline.initramfs(&[], &work.join("boot-initramfs.cpio"))?;
     step(&format!("Linux {}: booting to /init", baseline.version));
@@ -95,23 +97,44 @@ pub fn boot(json_path: &Path, runs: usize) -> Result<std::process::ExitCode, Fai
     let (linux, _) = figures(linux_machine, runs, |&tsc| tsc, linux::parse_bootmark)?;
 
     let ratio = linux.instructions as f64 / tutti.instructions as f64;
-    println!();
-    println!(
-        "Boot to ready, QEMU TCG -M pc -m {MEMORY}, instructions under -icount shift=0, wall clock median of {runs}"
+    let mut markdown = String::new();
+    let _ = writeln!(
+        markdown,
+        "## Boot to ready
+"
     );
-    println!("| system | guest instructions to ready | wall-clock ms |");
-    println!("|---|---:|---:|");
-    println!("| Tutti {} | {} | {:.1} |", env!("CARGO_PKG_VERSION"), tutti.instructions, tutti.median_ms());
-    println!("| Linux {} | {} | {:.1} |", baseline.version, linux.instructions, linux.median_ms());
-    println!();
-    println!(
-        "Tutti needs {ratio:.1}x fewer instructions than Linux (target: at least {TARGET_RATIO}x: {}); \
-         {} of Tutti's are in its kernel, the rest in the firmware",
+    let _ = writeln!(
+        markdown,
+        "QEMU TCG `-M pc -m {MEMORY}`; guest instructions from reset to ready under `-icount shift=0` \
+         (Tutti: its ready line; Linux: its `/init`), both through the same firmware; wall clock from \
+         starting QEMU to that line, median of {runs}.\n"
+    );
+    let _ = writeln!(markdown, "| system | guest instructions to ready | wall-clock ms |");
+    let _ = writeln!(markdown, "|---|---:|---:|");
+    let _ = writeln!(
+        markdown,
+        "| Tutti {} | {} | {:.1} |",
+        env!("CARGO_PKG_VERSION"),
+        thousands(tutti.instructions),
+        tutti.median_ms()
+    );
+    let _ = writeln!(
+        markdown,
+        "| Linux {} (Debian {}) | {} | {:.1} |",
+        baseline.version,
+        baseline.debian_version,
+        thousands(linux.instructions),
+        linux.median_ms()
+    );
+    let _ = writeln!(
+        markdown,
+        "\nTutti needs {ratio:.1}x fewer instructions than Linux (target: at least {TARGET_RATIO}x: {}); \
+         {} of Tutti's are in its kernel, the rest in the firmware.",
         if ratio >= TARGET_RATIO { "met" } else { "NOT met" },
-        kernel_instructions
+        thousands(kernel_instructions)
     );
 
-    let results = json!({
+    let json = json!({
         "benchmark": "boot",
         "qemu": { "machine": "pc", "accel": "tcg", "memory": MEMORY, "icount": "shift=0" },
         "tutti": {
@@ -123,6 +146,7 @@ pub fn boot(json_path: &Path, runs: usize) -> Result<std::process::ExitCode, Fai
         },
         "linux": {
             "version": baseline.version,
+            "debian_version": baseline.debian_version,
             "instructions_to_init": linux.instructions,
             "wall_ms": linux.wall_ms,
             "wall_ms_median": linux.median_ms(),
@@ -130,12 +154,7 @@ pub fn boot(json_path: &Path, runs: usize) -> Result<std::process::ExitCode, Fai
         "instruction_ratio": ratio,
         "target_ratio": TARGET_RATIO,
     });
-    if let Some(dir) = json_path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(json_path, serde_json::to_string_pretty(&results)? + "\n")?;
-    println!("JSON: {}", json_path.display());
-    Ok(std::process::ExitCode::SUCCESS)
+    Ok(Report { markdown, json })
 }
 
 #[cfg(test)]
