@@ -51,10 +51,29 @@ pub enum Sys {
     ThreadCreate = 17,
     /// Ends the calling thread; the task ends (status 0) with its last thread. Does not return.
     ThreadExit = 18,
+    /// Creates a memory object of `a0` bytes (rounded up to pages, zeroed) owned by and charged
+    /// to the task of the handle (CONTROL; 0 = own task) -> `r0` handle with all rights.
+    MemoryCreate = 19,
+    /// Maps the memory object of the handle into a task (`a0`: task handle with CONTROL, 0 =
+    /// own task) at `a1`, from offset `a2`, `a3` bytes, with permissions `a4` (`map::*`, each
+    /// needing the matching right on the memory capability). Page-aligned; no overlap.
+    MemoryMap = 20,
+    /// Removes the mapping that starts at `a1` from a task (`a0`, as for `MemoryMap`).
+    MemoryUnmap = 21,
+    /// Creates an empty task: quota `a0` bytes (taken from the caller's), capability limit
+    /// `a1`, highest priority `a2` (at most the caller's), name at `a3` (`a4` bytes, at most
+    /// 32) -> `r0` handle with all rights.
+    TaskCreate = 22,
+    /// Copies the caller's capability `a0` (DUPLICATE) into the task of the handle (CONTROL)
+    /// with rights masked by `a1` and badge `a2` (if it has none) -> `r0` its handle there.
+    TaskGrant = 23,
+    /// Makes the caller's endpoint `a0` (SEND) the fault supervisor of the task of the handle
+    /// (CONTROL); fault messages carry that capability's badge.
+    TaskSetSupervisor = 24,
 }
 
 impl Sys {
-    pub const ALL: [Sys; 19] = [
+    pub const ALL: [Sys; 25] = [
         Sys::DebugWrite,
         Sys::Exit,
         Sys::Yield,
@@ -74,6 +93,12 @@ impl Sys {
         Sys::TimeNow,
         Sys::ThreadCreate,
         Sys::ThreadExit,
+        Sys::MemoryCreate,
+        Sys::MemoryMap,
+        Sys::MemoryUnmap,
+        Sys::TaskCreate,
+        Sys::TaskGrant,
+        Sys::TaskSetSupervisor,
     ];
 
     pub fn from_number(n: u16) -> Option<Sys> {
@@ -109,7 +134,42 @@ pub mod info {
 pub mod init_caps {
     /// The kernel console (`debug_write`), all rights.
     pub const CONSOLE: u32 = 1;
+    /// The boot archive as a read-only memory object (`CapInfo` gives its size in `r3`).
+    pub const BOOT_ARCHIVE: u32 = 2;
 }
+
+/// Capability rights (bits of `CapInfo` `r1` and of rights masks).
+pub mod rights {
+    /// Map a memory object readable.
+    pub const READ: u32 = 1 << 0;
+    /// Map a memory object writable.
+    pub const WRITE: u32 = 1 << 1;
+    /// Map a memory object executable.
+    pub const EXECUTE: u32 = 1 << 2;
+    /// Call an endpoint; signal a notification; write to the console (with WRITE).
+    pub const SEND: u32 = 1 << 3;
+    /// Receive on an endpoint; wait on a notification.
+    pub const RECEIVE: u32 = 1 << 4;
+    /// Send capabilities through an endpoint.
+    pub const GRANT: u32 = 1 << 5;
+    /// Copy the capability (never with more rights).
+    pub const DUPLICATE: u32 = 1 << 6;
+    /// Destroy the object for every holder.
+    pub const REVOKE: u32 = 1 << 7;
+    /// Control a task: threads, memory, capabilities, supervisor.
+    pub const CONTROL: u32 = 1 << 8;
+    pub const ALL: u32 = (1 << 9) - 1;
+}
+
+/// Permissions of a mapping (`MemoryMap` `a4`).
+pub mod map {
+    pub const READ: u64 = 1;
+    pub const WRITE: u64 = 2;
+    pub const EXECUTE: u64 = 4;
+}
+
+/// The longest task name.
+pub const TASK_NAME_MAX: usize = 32;
 
 /// Labels the kernel puts on messages it sends on a thread's behalf.
 pub mod label {
@@ -126,6 +186,7 @@ pub enum ObjectType {
     Thread = 3,
     Endpoint = 4,
     Notification = 5,
+    Memory = 6,
 }
 
 /// Error codes returned in `rax`.
@@ -154,10 +215,14 @@ pub enum Error {
     NoCaller = 10,
     /// A timeout of 0 and nothing there: the call would block.
     WouldBlock = 11,
+    /// The address range is already (partly) mapped.
+    AddressInUse = 12,
+    /// The machine is out of physical memory.
+    OutOfMemory = 13,
 }
 
 impl Error {
-    pub const ALL: [Error; 11] = [
+    pub const ALL: [Error; 13] = [
         Error::NoSuchCall,
         Error::BadAddress,
         Error::InvalidArgument,
@@ -169,6 +234,8 @@ impl Error {
         Error::PeerDied,
         Error::NoCaller,
         Error::WouldBlock,
+        Error::AddressInUse,
+        Error::OutOfMemory,
     ];
 
     pub fn from_code(code: u64) -> Option<Error> {
@@ -190,6 +257,8 @@ impl core::fmt::Display for Error {
             Error::PeerDied => "peer died",
             Error::NoCaller => "no caller to reply to",
             Error::WouldBlock => "would block",
+            Error::AddressInUse => "address range in use",
+            Error::OutOfMemory => "out of memory",
         })
     }
 }

@@ -17,24 +17,24 @@ pub struct Rights(pub u32);
 impl Rights {
     pub const NONE: Rights = Rights(0);
     /// Read a memory object (map readable).
-    pub const READ: Rights = Rights(1 << 0);
+    pub const READ: Rights = Rights(abi::syscall::rights::READ);
     /// Write a memory object (map writable).
-    pub const WRITE: Rights = Rights(1 << 1);
+    pub const WRITE: Rights = Rights(abi::syscall::rights::WRITE);
     /// Execute from a memory object (map executable).
-    pub const EXECUTE: Rights = Rights(1 << 2);
+    pub const EXECUTE: Rights = Rights(abi::syscall::rights::EXECUTE);
     /// Call an endpoint; signal a notification.
-    pub const SEND: Rights = Rights(1 << 3);
+    pub const SEND: Rights = Rights(abi::syscall::rights::SEND);
     /// Receive on an endpoint; wait on a notification.
-    pub const RECEIVE: Rights = Rights(1 << 4);
+    pub const RECEIVE: Rights = Rights(abi::syscall::rights::RECEIVE);
     /// Transfer capabilities in messages through an endpoint.
-    pub const GRANT: Rights = Rights(1 << 5);
+    pub const GRANT: Rights = Rights(abi::syscall::rights::GRANT);
     /// Make copies of the capability (always with at most its rights).
-    pub const DUPLICATE: Rights = Rights(1 << 6);
+    pub const DUPLICATE: Rights = Rights(abi::syscall::rights::DUPLICATE);
     /// Destroy the object for every holder.
-    pub const REVOKE: Rights = Rights(1 << 7);
+    pub const REVOKE: Rights = Rights(abi::syscall::rights::REVOKE);
     /// Control a task or thread: start, stop, change priority, read and write registers.
-    pub const CONTROL: Rights = Rights(1 << 8);
-    pub const ALL: Rights = Rights((1 << 9) - 1);
+    pub const CONTROL: Rights = Rights(abi::syscall::rights::CONTROL);
+    pub const ALL: Rights = Rights(abi::syscall::rights::ALL);
 
     pub const fn contains(self, other: Rights) -> bool {
         self.0 & other.0 == other.0

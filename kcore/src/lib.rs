@@ -13,7 +13,6 @@ extern crate std;
 pub mod arena;
 pub mod cap;
 pub mod cmdline;
-pub mod elf;
 pub mod frames;
 pub mod kernel;
 pub mod memmap;

@@ -32,3 +32,45 @@ fn a_million_random_system_calls_do_not_break_the_kernel() {
         .assert_printed("syscall_fuzz: ok, the other threads still work");
     assert!(run.crash().is_none());
 }
+
+#[test]
+fn reading_another_tasks_memory_faults_and_the_supervisor_is_told() {
+    let run = tutti("init=/bin/isolation").run().unwrap();
+    run.assert_exit(ExitCode::Success)
+        .assert_printed("isolation: supervisor told: vector 14 error 0x4 address 0x300000000000")
+        .assert_printed("isolation: ok");
+    assert!(!run.printed("ISOLATION BROKEN"));
+}
+
+#[test]
+fn clients_of_a_killed_server_get_an_error_not_a_hang() {
+    let run = tutti("init=/bin/server_death").run().unwrap();
+    run.assert_exit(ExitCode::Success)
+        .assert_printed("death_server: took a call (label 7) and will not answer")
+        .assert_printed("server_death: killing the server")
+        .assert_printed("server_death: done");
+    let died = run.lines.iter().filter(|l| l.text == "death_client: call ended with PeerDied").count();
+    assert_eq!(died, 2, "{}", run.report("both clients (the one served and the one queued) must get PeerDied"));
+}
+
+#[test]
+fn a_task_that_exhausts_its_quota_gets_an_error_and_the_system_runs_on() {
+    tutti("init=/bin/quota")
+        .run()
+        .unwrap()
+        .assert_exit(ExitCode::Success)
+        .assert_printed("then QuotaExceeded")
+        .assert_printed("quota_hog: 64 MiB of memory: Some(QuotaExceeded)")
+        .assert_printed("quota: ok, the system runs on");
+}
+
+#[test]
+fn programs_spawned_from_user_space_fault_to_their_supervisor_and_resume() {
+    // ipcbench spawns tasks from the boot archive, calls across address spaces, and handles a
+    // thousand page faults of a child as its supervisor.
+    let run = tutti("init=/bin/ipcbench").deadline(Duration::from_secs(120)).run().unwrap();
+    run.assert_exit(ExitCode::Success);
+    for name in ["call", "null", "notify", "fault"] {
+        run.assert_printed(&format!("bench {name} iterations="));
+    }
+}

@@ -13,8 +13,11 @@
 //! runs again. Every path is bounded: no operation iterates over all threads or tasks.
 
 mod ipc;
+mod memory;
 #[cfg(test)]
 mod tests;
+
+pub use memory::{MapFailure, MemoryObject};
 
 use crate::arena::{Arena, Id};
 use crate::cap::{CapError, CapTable, Capability, Handle, Rights};
@@ -28,6 +31,7 @@ pub type TaskId = Id<TaskTag>;
 pub type ThreadId = Id<ThreadTag>;
 pub type EndpointId = Id<Endpoint>;
 pub type NotificationId = Id<Notification>;
+pub type MemoryId = Id<MemoryObject>;
 
 /// Marker types naming task and thread ids (those objects are stored with the machine's
 /// address-space and context types, which ids need not carry).
@@ -52,6 +56,23 @@ pub trait Machine {
     fn console_write(&mut self, text: &str);
     /// The registers of a new thread that starts at `entry` with `stack` and `arg` in `rdi`.
     fn new_context(&mut self, entry: u64, stack: u64, arg: u64) -> Self::Context;
+    /// A new, empty address space.
+    fn new_space(&mut self) -> Option<Self::Space>;
+    /// A zeroed physical frame.
+    fn alloc_frame(&mut self) -> Option<u64>;
+    /// Gives back a frame from `alloc_frame`.
+    fn free_frame(&mut self, frame: u64);
+    /// Maps one page of `space` at `vaddr` to `frame`.
+    fn map_page(
+        &mut self,
+        space: &mut Self::Space,
+        vaddr: u64,
+        frame: u64,
+        writable: bool,
+        executable: bool,
+    ) -> Result<(), MapFailure>;
+    /// Removes the page of `space` at `vaddr` (the frame stays with its owner).
+    fn unmap_page(&mut self, space: &mut Self::Space, vaddr: u64);
 }
 
 /// The objects a capability can designate.
@@ -63,6 +84,7 @@ pub enum Object {
     Thread(ThreadId),
     Endpoint(EndpointId),
     Notification(NotificationId),
+    Memory(MemoryId),
 }
 
 impl Object {
@@ -73,17 +95,25 @@ impl Object {
             Object::Thread(_) => ObjectType::Thread,
             Object::Endpoint(_) => ObjectType::Endpoint,
             Object::Notification(_) => ObjectType::Notification,
+            Object::Memory(_) => ObjectType::Memory,
         }
     }
 }
 
-/// What kernel objects cost against a task's quota, in bytes (an estimate of their kernel
-/// memory: the quota bounds what one task can make the kernel allocate).
+/// What objects cost against a task's quota, in bytes. Memory pages count at their size; kernel
+/// heap memory counts eight times over, because the kernel heap is an eighth of physical memory:
+/// so even a task whose quota is all of memory cannot exhaust the kernel heap.
 pub mod cost {
-    pub const THREAD: u64 = 1024;
-    pub const ENDPOINT: u64 = 128;
-    pub const NOTIFICATION: u64 = 64;
-    pub const CAPABILITY: u64 = 32;
+    pub const THREAD: u64 = 8 * 1024;
+    pub const TASK: u64 = 16 * 1024;
+    pub const ENDPOINT: u64 = 8 * 128;
+    pub const NOTIFICATION: u64 = 8 * 64;
+    pub const CAPABILITY: u64 = 8 * 32;
+    /// A memory object's record; each page costs 4 KiB plus its 8-byte entry (x8).
+    pub const MEMORY: u64 = 8 * 128;
+    pub const PAGE: u64 = 4096 + 8 * 8;
+    /// A mapping: its records (x8) and, at worst, three new page-table frames.
+    pub const MAPPING: u64 = 8 * 64 + 3 * 4096;
 }
 
 /// A task: an address space, a capability table, a memory quota, its threads.
@@ -99,6 +129,10 @@ pub struct Task<S> {
     max_priority: u8,
     /// Where fault messages go: an endpoint and the badge they carry.
     supervisor: Option<(EndpointId, u64)>,
+    /// The task that created this one and the quota it gave (returned when this one ends).
+    parent: Option<(TaskId, u64)>,
+    /// Memory objects mapped into this task: (object, address, pages).
+    mappings: Vec<(MemoryId, u64, u64)>,
 }
 
 impl<S> Task<S> {
@@ -157,6 +191,8 @@ pub struct Thread<C> {
     serving: Option<ThreadId>,
     /// The message it is sending while `Calling`.
     outgoing: Message,
+    /// Its call is a fault message: the reply resumes it with its registers untouched.
+    in_fault: bool,
     pub context: C,
 }
 
@@ -207,6 +243,7 @@ pub struct Kernel<M: Machine> {
     threads: Arena<Thread<M::Context>, ThreadTag>,
     endpoints: Arena<Endpoint>,
     notifications: Arena<Notification>,
+    memory: Arena<MemoryObject>,
     run_queue: RunQueue<ThreadId>,
     timers: TimerQueue<ThreadId>,
     current: Option<ThreadId>,
@@ -228,6 +265,7 @@ impl<M: Machine> Kernel<M> {
             threads: Arena::default(),
             endpoints: Arena::default(),
             notifications: Arena::default(),
+            memory: Arena::default(),
             run_queue: RunQueue::default(),
             timers: TimerQueue::default(),
             current: None,
@@ -284,8 +322,9 @@ impl<M: Machine> Kernel<M> {
 
     // ----- creation -----------------------------------------------------------------------
 
-    /// Creates the first task, with `quota` bytes, a console capability, and one thread at
-    /// `entry`/`stack` at the highest priority. Returns the task and its console handle.
+    /// Creates the first task, with `quota` bytes, its initial capabilities (`init_caps`: the
+    /// console, and the boot archive at physical `archive` as a read-only memory object), and
+    /// one thread at `entry`/`stack` at the highest priority.
     pub fn create_init(
         &mut self,
         name: &str,
@@ -293,12 +332,22 @@ impl<M: Machine> Kernel<M> {
         quota: u64,
         entry: u64,
         stack: u64,
+        archive: (u64, u64),
     ) -> Result<TaskId, CreateError> {
         let id = self.new_task(name, space, quota, 4096, MAX_PRIORITY);
+        let archive = self.memory.insert(MemoryObject::physical(archive.0, archive.1));
         let task = self.task_mut(id).expect("just created");
-        task.caps
-            .insert(Capability { object: Object::Console, rights: Rights::ALL, badge: 0 })
-            .map_err(|_| CreateError::Quota)?;
+        task.owned.push(Object::Memory(archive));
+        for cap in [
+            Capability { object: Object::Console, rights: Rights::ALL, badge: 0 },
+            Capability {
+                object: Object::Memory(archive),
+                rights: Rights::READ | Rights::DUPLICATE | Rights::GRANT,
+                badge: 0,
+            },
+        ] {
+            task.caps.insert(cap).map_err(|_| CreateError::Quota)?;
+        }
         self.new_thread(id, entry, stack, 0, MAX_PRIORITY).map_err(|_| CreateError::Quota)?;
         self.init = Some(id);
         Ok(id)
@@ -315,6 +364,8 @@ impl<M: Machine> Kernel<M> {
             owned: Vec::new(),
             max_priority,
             supervisor: None,
+            parent: None,
+            mappings: Vec::new(),
         })
     }
 
@@ -330,6 +381,7 @@ impl<M: Machine> Kernel<M> {
             timer: None,
             serving: None,
             outgoing: Message::default(),
+            in_fault: false,
             context,
         });
         self.task_mut(task).expect("checked above").threads.push(id);
@@ -365,7 +417,10 @@ impl<M: Machine> Kernel<M> {
     fn wake(&mut self, id: ThreadId, result: Return) {
         let thread = self.t(id);
         let timer = thread.timer.take();
-        thread.pending = Some(result);
+        // A thread resumed after a fault retries its instruction with its own registers.
+        if !core::mem::take(&mut thread.in_fault) {
+            thread.pending = Some(result);
+        }
         if let Some(key) = timer {
             self.timers.cancel(key);
         }
@@ -496,6 +551,45 @@ impl<M: Machine> Kernel<M> {
                 self.end_task(task, a[0] as i64);
                 Ok(None)
             }
+            Sys::MemoryCreate => self.memory_create(task, handle, a[0]),
+            Sys::MemoryMap => self.memory_map(task, handle, a),
+            Sys::MemoryUnmap => self.memory_unmap(task, Handle(a[0] as u32), a[1]),
+            Sys::TaskCreate => self.task_create(task, a),
+            Sys::TaskGrant => {
+                let target = self.target_task(task, handle)?;
+                let cap = *self
+                    .task(task)
+                    .ok_or(Error::InvalidHandle)?
+                    .caps
+                    .check(Handle(a[0] as u32), Rights::DUPLICATE)
+                    .map_err(cap_error)?;
+                if !self.alive(cap.object) {
+                    return Err(Error::InvalidHandle);
+                }
+                let badge = if cap.badge == 0 { a[2] } else { cap.badge };
+                let copy = Capability {
+                    object: cap.object,
+                    rights: cap.rights.intersect(Rights::from_bits_truncate(a[1])),
+                    badge,
+                };
+                let h = self.insert_cap(target, copy)?;
+                done([h.0 as u64, 0, 0, 0, 0, 0, 0])
+            }
+            Sys::TaskSetSupervisor => {
+                let target = self.target_task(task, handle)?;
+                let cap = *self
+                    .task(task)
+                    .ok_or(Error::InvalidHandle)?
+                    .caps
+                    .check(Handle(a[0] as u32), Rights::SEND)
+                    .map_err(cap_error)?;
+                let Object::Endpoint(ep) = cap.object else { return Err(Error::WrongType) };
+                if !self.alive(cap.object) {
+                    return Err(Error::InvalidHandle);
+                }
+                self.set_supervisor(target, ep, cap.badge);
+                done([0; 7])
+            }
             Sys::ThreadExit => {
                 self.destroy(Object::Thread(id));
                 if self.task(task).is_some_and(|t| t.threads.is_empty()) {
@@ -542,7 +636,9 @@ impl<M: Machine> Kernel<M> {
                 done([new.0 as u64, 0, 0, 0, 0, 0, 0])
             }
             Sys::CapClose => {
-                self.task_mut(task).ok_or(Error::InvalidHandle)?.caps.remove(handle).map_err(cap_error)?;
+                let t = self.task_mut(task).ok_or(Error::InvalidHandle)?;
+                t.caps.remove(handle).map_err(cap_error)?;
+                t.refund(cost::CAPABILITY);
                 done([0; 7])
             }
             Sys::CapRevoke => {
@@ -563,7 +659,11 @@ impl<M: Machine> Kernel<M> {
                 if !self.alive(cap.object) {
                     return Err(Error::InvalidHandle);
                 }
-                done([cap.object.kind() as u64, cap.rights.0 as u64, cap.badge, 0, 0, 0, 0])
+                let size = match cap.object {
+                    Object::Memory(m) => self.memory.get(m).map_or(0, |m| m.size),
+                    _ => 0,
+                };
+                done([cap.object.kind() as u64, cap.rights.0 as u64, cap.badge, size, 0, 0, 0])
             }
             Sys::EndpointCreate => {
                 let h = self.create_object(task, cost::ENDPOINT, |k| {
@@ -579,17 +679,12 @@ impl<M: Machine> Kernel<M> {
             }
             Sys::TimeNow => done([self.now, 0, 0, 0, 0, 0, 0]),
             Sys::ThreadCreate => {
-                let target = if handle == Handle::NULL {
-                    task
-                } else {
-                    match self.lookup(task, handle, Rights::CONTROL, ObjectType::Task)? {
-                        Object::Task(t) => t,
-                        _ => return Err(Error::WrongType),
-                    }
-                };
+                let target = self.target_task(task, handle)?;
                 let (entry, stack, priority, arg) = (a[0], a[1], a[2], a[3]);
-                let max = self.task(task).map_or(0, |t| t.max_priority);
-                if priority > max as u64 || entry >= crate::elf::USER_END || stack >= crate::elf::USER_END {
+                // At most the caller's and the target's highest priority.
+                let max =
+                    self.task(task).map_or(0, |t| t.max_priority).min(self.task(target).map_or(0, |t| t.max_priority));
+                if priority > max as u64 || entry >= elf::USER_END || stack >= elf::USER_END {
                     return Err(Error::InvalidArgument);
                 }
                 let thread = self.new_thread(target, entry, stack, arg, priority as u8)?;
@@ -654,6 +749,18 @@ impl<M: Machine> Kernel<M> {
         Ok(cap.object)
     }
 
+    /// The task a call acts on: the caller's own for the null handle, else the task behind the
+    /// handle, which needs CONTROL.
+    fn target_task(&self, task: TaskId, handle: Handle) -> Result<TaskId, Error> {
+        if handle == Handle::NULL {
+            return Ok(task);
+        }
+        match self.lookup(task, handle, Rights::CONTROL, ObjectType::Task)? {
+            Object::Task(t) => Ok(t),
+            _ => Err(Error::WrongType),
+        }
+    }
+
     fn notification(&self, task: TaskId, handle: Handle, needs: Rights) -> Result<NotificationId, Error> {
         match self.lookup(task, handle, needs, ObjectType::Notification)? {
             Object::Notification(n) => Ok(n),
@@ -668,6 +775,7 @@ impl<M: Machine> Kernel<M> {
             Object::Thread(t) => self.thread(t).is_some(),
             Object::Endpoint(e) => self.endpoints.contains(e),
             Object::Notification(n) => self.notifications.contains(n),
+            Object::Memory(m) => self.memory.contains(m),
         }
     }
 
@@ -698,6 +806,11 @@ impl<M: Machine> Kernel<M> {
 
     // ----- faults and the end of tasks ----------------------------------------------------
 
+    /// Whether faults of `task` go to a live supervisor (otherwise a fault ends the task).
+    pub fn has_supervisor(&self, task: TaskId) -> bool {
+        self.task(task).and_then(|t| t.supervisor).is_some_and(|(ep, _)| self.endpoints.contains(ep))
+    }
+
     /// The current thread took a CPU exception in user mode. With a supervisor, the fault
     /// becomes a call to the supervisor's endpoint on the thread's behalf (label FAULT), and the
     /// supervisor's reply resumes it; without one, the task ends.
@@ -713,6 +826,7 @@ impl<M: Machine> Kernel<M> {
                     cap: None,
                     badge,
                 };
+                self.t(id).in_fault = true;
                 self.send_call(id, ep, message, FOREVER);
             }
             None => self.end_task(task, -(fault.vector as i64) - 1),
@@ -722,12 +836,20 @@ impl<M: Machine> Kernel<M> {
     /// Ends a task: its threads stop, callers waiting on it and on its objects get `PeerDied`,
     /// the objects it created are destroyed, its address space is freed.
     pub fn end_task(&mut self, task: TaskId, status: i64) {
+        // Take the task's mappings of other tasks' memory out first, so dropping its address
+        // space frees only its own frames.
+        self.unmap_all(task);
         let Some(t) = self.tasks.remove(task) else { return };
         for thread in &t.threads {
             self.remove_thread(*thread);
         }
         for object in &t.owned {
             self.destroy(*object);
+        }
+        if let Some((parent, quota)) = t.parent {
+            if let Some(p) = self.task_mut(parent) {
+                p.refund(quota + cost::TASK);
+            }
         }
         self.ended.push_back(TaskEnd { name: t.name.clone(), status, was_init: self.init == Some(task) });
         // Dropping the task drops its address space (the machine frees its frames).
@@ -777,6 +899,7 @@ impl<M: Machine> Kernel<M> {
                 }
             }
             Object::Task(t) => self.end_task(t, -1),
+            Object::Memory(m) => self.destroy_memory(m),
             Object::Console => {}
         }
     }

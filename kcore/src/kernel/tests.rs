@@ -2,18 +2,25 @@
 //! notifications, faults, and a random system-call storm.
 
 use super::*;
-use abi::syscall::{encode_call, info, label};
+use abi::syscall::{encode_call, info, label, map};
 use std::string::String;
-use std::vec;
 
-/// User memory is one readable region per address space.
+/// User memory is one readable region per address space plus mapped pages; frames are
+/// counted so leaks show.
 struct Fake {
     console: String,
+    next_frame: u64,
+    live_frames: std::collections::BTreeSet<u64>,
 }
 
 struct Space {
     base: u64,
     bytes: Vec<u8>,
+    pages: std::collections::BTreeMap<u64, (u64, bool)>,
+}
+
+fn space(base: u64, bytes: &[u8]) -> Space {
+    Space { base, bytes: bytes.to_vec(), pages: Default::default() }
 }
 
 impl Machine for Fake {
@@ -32,15 +39,46 @@ impl Machine for Fake {
     fn new_context(&mut self, entry: u64, stack: u64, arg: u64) -> (u64, u64, u64) {
         (entry, stack, arg)
     }
+    fn new_space(&mut self) -> Option<Space> {
+        Some(space(0, &[]))
+    }
+    fn alloc_frame(&mut self) -> Option<u64> {
+        if self.live_frames.len() >= 512 {
+            return None;
+        }
+        self.next_frame += 4096;
+        self.live_frames.insert(self.next_frame);
+        Some(self.next_frame)
+    }
+    fn free_frame(&mut self, frame: u64) {
+        assert!(self.live_frames.remove(&frame), "double free of {frame:#x}");
+    }
+    fn map_page(
+        &mut self,
+        space: &mut Space,
+        vaddr: u64,
+        frame: u64,
+        writable: bool,
+        _: bool,
+    ) -> Result<(), MapFailure> {
+        if space.pages.contains_key(&vaddr) {
+            return Err(MapFailure::InUse);
+        }
+        space.pages.insert(vaddr, (frame, writable));
+        Ok(())
+    }
+    fn unmap_page(&mut self, space: &mut Space, vaddr: u64) {
+        assert!(space.pages.remove(&vaddr).is_some(), "unmapping an unmapped page");
+    }
 }
 
 const TEXT_AT: u64 = 0x1000;
 const QUOTA: u64 = 64 * 1024;
 
 fn boot() -> (Kernel<Fake>, TaskId, ThreadId) {
-    let mut k = Kernel::new(Fake { console: String::new() });
-    let space = Space { base: TEXT_AT, bytes: b"hello world".to_vec() };
-    let init = k.create_init("init", space, QUOTA, 0x40_0000, 0x7000).unwrap();
+    let mut k = Kernel::new(Fake { console: String::new(), next_frame: 0, live_frames: Default::default() });
+    let init =
+        k.create_init("init", space(TEXT_AT, b"hello world"), QUOTA, 0x40_0000, 0x7000, (0x10_0000, 5000)).unwrap();
     let t = k.schedule().unwrap();
     (k, init, t)
 }
@@ -179,7 +217,7 @@ fn a_call_to_a_server_that_never_answers_times_out() {
 
 /// A second task with its own thread, created through the bring-up interface.
 fn second_task(k: &mut Kernel<Fake>, priority: u8) -> (TaskId, ThreadId) {
-    let t = k.new_task("server", Space { base: 0, bytes: vec![] }, QUOTA, 64, MAX_PRIORITY);
+    let t = k.new_task("server", space(0, &[]), QUOTA, 64, MAX_PRIORITY);
     let thread = k.new_thread(t, 0x40_0000, 0x7000, 0, priority).unwrap();
     (t, thread)
 }
@@ -291,10 +329,11 @@ fn a_fault_goes_to_the_supervisor_which_resumes_the_thread() {
     assert_eq!(k.schedule(), Some(supervisor));
     let m = ok(k.take_return(supervisor).unwrap());
     assert_eq!((m[0] as u32, m[1], m[2], m[3], m[4], m[6]), (label::FAULT, 14, 4, 0xdead, 0x40_1234, 0xc0de));
-    // Resume: reply; the child is ready again.
+    // Resume: reply; the child is ready again, with no result written over its registers.
     ok(now(&mut k, Sys::Reply, 0, [0; 7]));
     sys(&mut k, Sys::Recv, ep, [0, 0, 0, 0, 0, 0, FOREVER]);
     assert_eq!(k.schedule(), Some(child));
+    assert_eq!(k.take_return(child), None, "a resumed fault keeps its registers");
     // Without a supervisor a fault ends the task.
     let (lone, _) = second_task(&mut k, 1);
     let lone_thread = *k.task(lone).unwrap().threads.first().unwrap();
@@ -388,4 +427,118 @@ fn check_invariants(k: &Kernel<Fake>) {
     for (_, task) in k.tasks.iter() {
         assert!(task.used <= task.quota);
     }
+}
+
+const BIG_QUOTA: u64 = 1 << 30;
+
+fn boot_big() -> (Kernel<Fake>, TaskId, ThreadId) {
+    let mut k = Kernel::new(Fake { console: String::new(), next_frame: 0, live_frames: Default::default() });
+    let init =
+        k.create_init("init", space(TEXT_AT, b"child"), BIG_QUOTA, 0x40_0000, 0x7000, (0x10_0000, 5000)).unwrap();
+    let t = k.schedule().unwrap();
+    (k, init, t)
+}
+
+fn pages_of(k: &Kernel<Fake>, task: TaskId) -> Vec<(u64, u64)> {
+    k.task(task).unwrap().space.pages.iter().map(|(v, (f, _))| (*v, *f)).collect()
+}
+
+#[test]
+fn memory_objects_map_with_their_rights_and_unmap_everywhere_on_revoke() {
+    let (mut k, init, _) = boot_big();
+    let m = ok(now(&mut k, Sys::MemoryCreate, 0, [3 * 4096, 0, 0, 0, 0, 0, 0]))[0] as u32;
+    assert_eq!(ok(now(&mut k, Sys::CapInfo, m, [0; 7]))[3], 3 * 4096);
+    assert_eq!(k.machine.live_frames.len(), 3);
+    ok(now(&mut k, Sys::MemoryMap, m, [0, 0x20_0000, 0, 3 * 4096, map::READ | map::WRITE, 0, 0]));
+    assert_eq!(pages_of(&k, init).len(), 3);
+    // Overlap, misalignment, beyond the object, no permissions: refused, nothing changes.
+    assert_eq!(err(now(&mut k, Sys::MemoryMap, m, [0, 0x20_1000, 0, 4096, map::READ, 0, 0])), Error::AddressInUse);
+    assert_eq!(err(now(&mut k, Sys::MemoryMap, m, [0, 0x30_0001, 0, 4096, map::READ, 0, 0])), Error::InvalidArgument);
+    assert_eq!(
+        err(now(&mut k, Sys::MemoryMap, m, [0, 0x30_0000, 4096, 3 * 4096, map::READ, 0, 0])),
+        Error::InvalidArgument
+    );
+    assert_eq!(err(now(&mut k, Sys::MemoryMap, m, [0, 0x30_0000, 0, 4096, 0, 0, 0])), Error::InvalidArgument);
+    assert_eq!(
+        err(now(&mut k, Sys::MemoryMap, m, [0, 0x7fff_ffff_f000, 0, 8192, map::READ, 0, 0])),
+        Error::InvalidArgument
+    );
+    assert_eq!(pages_of(&k, init).len(), 3);
+    // A read-only copy cannot map writable.
+    let ro = ok(now(&mut k, Sys::CapDuplicate, m, [(Rights::READ | Rights::DUPLICATE).0 as u64, 0, 0, 0, 0, 0, 0]))[0]
+        as u32;
+    assert_eq!(err(now(&mut k, Sys::MemoryMap, ro, [0, 0x30_0000, 0, 4096, map::WRITE, 0, 0])), Error::MissingRights);
+    ok(now(&mut k, Sys::MemoryMap, ro, [0, 0x30_0000, 4096, 4096, map::READ, 0, 0]));
+    assert!(!k.task(init).unwrap().space.pages[&0x30_0000].1, "mapped read-only");
+    // Unmap one mapping; revoke takes the rest everywhere and frees the frames.
+    ok(now(&mut k, Sys::MemoryUnmap, 0, [0, 0x30_0000, 0, 0, 0, 0, 0]));
+    assert_eq!(err(now(&mut k, Sys::MemoryUnmap, 0, [0, 0x30_0000, 0, 0, 0, 0, 0])), Error::InvalidArgument);
+    ok(now(&mut k, Sys::CapRevoke, m, [0; 7]));
+    assert!(pages_of(&k, init).is_empty());
+    assert!(k.machine.live_frames.is_empty());
+    assert_eq!(err(now(&mut k, Sys::MemoryMap, ro, [0, 0x30_0000, 0, 4096, map::READ, 0, 0])), Error::InvalidHandle);
+}
+
+#[test]
+fn tasks_made_from_user_space_share_memory_and_give_everything_back() {
+    let (mut k, init, _) = boot_big();
+    let (used_before, _) = k.task(init).unwrap().quota();
+    let child = ok(now(&mut k, Sys::TaskCreate, 0, [1 << 20, 64, 20, TEXT_AT, 5, 0, 0]))[0] as u32;
+    let (used_after, _) = k.task(init).unwrap().quota();
+    assert_eq!(used_after - used_before, (1 << 20) + cost::TASK + cost::CAPABILITY);
+    // Memory owned by (and charged to) the child, mapped into both.
+    let m = ok(now(&mut k, Sys::MemoryCreate, child, [8192, 0, 0, 0, 0, 0, 0]))[0] as u32;
+    ok(now(&mut k, Sys::MemoryMap, m, [child as u64, 0x40_0000, 0, 8192, map::READ | map::EXECUTE, 0, 0]));
+    ok(now(&mut k, Sys::MemoryMap, m, [0, 0x60_0000, 0, 8192, map::READ | map::WRITE, 0, 0]));
+    let Object::Task(child_id) = k.task(init).unwrap().caps.get(Handle(child)).unwrap().object else { panic!() };
+    assert_eq!(pages_of(&k, child_id)[0].1, pages_of(&k, init)[0].1, "the same frame in both");
+    assert!(k.task(child_id).unwrap().quota().0 >= 8192);
+    // Give it the console and a thread; its supervisor is an endpoint of init's.
+    let console_there =
+        ok(now(&mut k, Sys::TaskGrant, child, [CONSOLE as u64, Rights::WRITE.0 as u64, 0, 0, 0, 0, 0]))[0];
+    assert_eq!(console_there, abi::syscall::init_caps::CONSOLE as u64, "first capability of the child");
+    let ep = ok(now(&mut k, Sys::EndpointCreate, 0, [0; 7]))[0] as u32;
+    ok(now(&mut k, Sys::TaskSetSupervisor, child, [ep as u64, 0, 0, 0, 0, 0, 0]));
+    ok(now(&mut k, Sys::ThreadCreate, child, [0x40_0000, 0x7000, 20, 0, 0, 0, 0]));
+    assert_eq!(err(now(&mut k, Sys::ThreadCreate, child, [0x40_0000, 0x7000, 21, 0, 0, 0, 0])), Error::InvalidArgument);
+    // Ending the child: its mappings and memory go, everywhere, and init's quota comes back.
+    ok(now(&mut k, Sys::CapRevoke, child, [0; 7]));
+    assert!(k.task(child_id).is_none());
+    assert!(pages_of(&k, init).is_empty(), "the child's memory was unmapped from init too");
+    assert!(k.machine.live_frames.is_empty());
+    let (used_end, _) = k.task(init).unwrap().quota();
+    // What init still holds: an endpoint and four capabilities (child, memory, endpoint, thread).
+    assert_eq!(used_end, used_before + cost::ENDPOINT + 4 * cost::CAPABILITY);
+    assert_eq!(err(now(&mut k, Sys::MemoryMap, m, [0, 0x60_0000, 0, 8192, map::READ, 0, 0])), Error::InvalidHandle);
+}
+
+#[test]
+fn task_creation_checks_its_arguments() {
+    let (mut k, _, _) = boot_big();
+    assert_eq!(err(now(&mut k, Sys::TaskCreate, 0, [1 << 20, 64, 20, 0xdead_0000, 5, 0, 0])), Error::BadAddress);
+    assert_eq!(err(now(&mut k, Sys::TaskCreate, 0, [1 << 20, 64, 20, TEXT_AT, 500, 0, 0])), Error::InvalidArgument);
+    assert_eq!(err(now(&mut k, Sys::TaskCreate, 0, [1 << 20, 0, 20, TEXT_AT, 5, 0, 0])), Error::InvalidArgument);
+    assert_eq!(err(now(&mut k, Sys::TaskCreate, 0, [u64::MAX, 64, 20, TEXT_AT, 5, 0, 0])), Error::QuotaExceeded);
+    assert_eq!(err(now(&mut k, Sys::TaskCreate, 0, [1 << 20, 64, 64, TEXT_AT, 5, 0, 0])), Error::InvalidArgument);
+    assert_eq!(err(now(&mut k, Sys::MemoryCreate, 0, [0, 0, 0, 0, 0, 0, 0])), Error::InvalidArgument);
+    assert_eq!(err(now(&mut k, Sys::MemoryCreate, 0, [1 << 40, 0, 0, 0, 0, 0, 0])), Error::InvalidArgument);
+    // The fake machine has 512 frames: a bigger object fails cleanly and leaks nothing.
+    assert_eq!(err(now(&mut k, Sys::MemoryCreate, 0, [600 * 4096, 0, 0, 0, 0, 0, 0])), Error::OutOfMemory);
+    assert!(k.machine.live_frames.is_empty());
+}
+
+#[test]
+fn the_boot_archive_is_a_read_only_memory_object() {
+    let (mut k, init, _) = boot();
+    let archive = abi::syscall::init_caps::BOOT_ARCHIVE;
+    let info = ok(now(&mut k, Sys::CapInfo, archive, [0; 7]));
+    assert_eq!((info[0], info[3]), (ObjectType::Memory as u64, 5000));
+    assert_eq!(
+        err(now(&mut k, Sys::MemoryMap, archive, [0, 0x50_0000, 0, 8192, map::WRITE, 0, 0])),
+        Error::MissingRights
+    );
+    ok(now(&mut k, Sys::MemoryMap, archive, [0, 0x50_0000, 0, 8192, map::READ, 0, 0]));
+    assert_eq!(pages_of(&k, init), [(0x50_0000, 0x10_0000), (0x50_1000, 0x10_1000)]);
+    k.end_task(init, 0);
+    assert!(k.machine.live_frames.is_empty(), "borrowed frames are never freed");
 }

@@ -6,7 +6,7 @@
 
 use crate::arch::paging::{flags, MapError};
 use crate::space::AddressSpace;
-use kcore::elf::{Elf, ElfError, PF_W, PF_X, USER_END};
+use elf::{Elf, ElfError, PF_W, PF_X, USER_END};
 
 /// The top of the initial stack (16-byte aligned), with an unmapped page above it.
 pub const STACK_TOP: u64 = USER_END - 0x1000;

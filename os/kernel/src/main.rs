@@ -88,9 +88,11 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
             let name = path.rsplit('/').next().unwrap_or(path);
             let program = loader::load(file.data).unwrap_or_else(|e| refuse("init", &format_args!("{path}: {e}")));
             log::info!("starting {path}");
-            // init's quota: half the kernel heap, so no task can exhaust the kernel.
-            let quota = report.heap / 2;
-            system::start(name, program.space, quota, program.entry, program.stack, timer.tsc_per_ms)
+            // init's quota: all free memory (kernel objects are charged 8x their heap use,
+            // and the heap is an eighth of memory, so the heap cannot run out either).
+            let quota = report.free;
+            let archive_range = boot.archive.map_or((0, 0), |a| (a.start, a.len));
+            system::start(name, program.space, quota, (program.entry, program.stack), archive_range, timer.tsc_per_ms)
         }
         OnReady::Exit => {
             const TICKS: u64 = 3;

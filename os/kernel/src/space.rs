@@ -3,7 +3,7 @@
 
 use crate::arch::cpu::{read_cr3, write_cr3};
 use crate::arch::paging::{flags, phys_to_virt, MapError, PageTable};
-use kcore::elf::USER_END;
+use elf::USER_END;
 use kcore::memmap::PAGE_SIZE;
 
 /// An address space: the lower half is the task's, the upper half is the kernel's (shared by
@@ -46,6 +46,29 @@ impl AddressSpace {
             page += PAGE_SIZE;
         }
         Ok(())
+    }
+
+    /// Maps one user page at `virt` to `frame` (owned elsewhere: a memory object).
+    pub fn map_page(&mut self, virt: u64, frame: u64, writable: bool, executable: bool) -> Result<(), MapError> {
+        if self.table.translate(virt).is_some() {
+            return Err(MapError::AlreadyMapped(virt));
+        }
+        let mut leaf = flags::USER;
+        if writable {
+            leaf |= flags::WRITABLE;
+        }
+        if !executable {
+            leaf |= flags::NO_EXECUTE;
+        }
+        let mut alloc = crate::mem::alloc_frame;
+        self.table.map(virt, frame, PAGE_SIZE, leaf, &mut alloc)
+    }
+
+    /// Removes the user page at `virt` (its frame stays with its owner).
+    pub fn unmap_page(&mut self, virt: u64) {
+        if self.table.unmap(virt).is_some() && read_cr3() == self.table.root() {
+            crate::arch::cpu::invlpg(virt);
+        }
     }
 
     /// Copies `bytes` to user address `at`, which must be mapped (by the loader, whatever the

@@ -9,12 +9,13 @@
 
 use crate::arch::cpu::{rdtsc, wait_for_interrupt};
 use crate::arch::gdt::{USER_CODE, USER_DATA};
+use crate::arch::paging::MapError;
 use crate::arch::trap::{self, FpuState, TrapFrame};
 use crate::space::AddressSpace;
 use abi::syscall::{Args, Return};
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicU64, Ordering};
-use kcore::kernel::{BadAddress, Fault, Kernel, Machine};
+use kcore::kernel::{BadAddress, Fault, Kernel, Machine, MapFailure};
 use spin::Mutex;
 
 /// A thread's saved user state.
@@ -50,6 +51,36 @@ impl Machine for Arch {
         };
         Context { frame, fpu: Box::new(FpuState::new()) }
     }
+
+    fn new_space(&mut self) -> Option<AddressSpace> {
+        AddressSpace::new().ok()
+    }
+
+    fn alloc_frame(&mut self) -> Option<u64> {
+        crate::mem::alloc_frame()
+    }
+
+    fn free_frame(&mut self, frame: u64) {
+        crate::mem::free_frame(frame);
+    }
+
+    fn map_page(
+        &mut self,
+        space: &mut AddressSpace,
+        vaddr: u64,
+        frame: u64,
+        writable: bool,
+        executable: bool,
+    ) -> Result<(), MapFailure> {
+        space.map_page(vaddr, frame, writable, executable).map_err(|e| match e {
+            MapError::AlreadyMapped(_) => MapFailure::InUse,
+            MapError::OutOfFrames => MapFailure::NoMemory,
+        })
+    }
+
+    fn unmap_page(&mut self, space: &mut AddressSpace, vaddr: u64) {
+        space.unmap_page(vaddr);
+    }
 }
 
 static KERNEL: Mutex<Option<Kernel<Arch>>> = Mutex::new(None);
@@ -69,14 +100,21 @@ extern "C" {
 }
 
 /// Starts the first task and never returns: from here on the kernel runs only on traps.
-pub fn start(name: &str, space: AddressSpace, quota: u64, entry: u64, stack: u64, tsc_per_ms: u64) -> ! {
+pub fn start(
+    name: &str,
+    space: AddressSpace,
+    quota: u64,
+    (entry, stack): (u64, u64),
+    archive: (u64, u64),
+    tsc_per_ms: u64,
+) -> ! {
     TSC_PER_MS.store(tsc_per_ms.max(1), Ordering::Relaxed);
     TSC_AT_BOOT.store(rdtsc(), Ordering::Relaxed);
     let stack_top = &raw const boot_stack_top as u64;
     crate::arch::gdt::set_kernel_stack(stack_top);
     crate::arch::syscall::init(stack_top);
     let mut kernel = Kernel::new(Arch);
-    if let Err(e) = kernel.create_init(name, space, quota, entry, stack) {
+    if let Err(e) = kernel.create_init(name, space, quota, entry, stack, archive) {
         crate::refuse("init", &format_args!("{e:?}"));
     }
     *KERNEL.lock() = Some(kernel);
@@ -112,10 +150,21 @@ pub fn user_trap(frame: &mut TrapFrame) {
     resume(frame);
 }
 
+/// Logs a user fault: at debug level when a supervisor will handle it (that is normal
+/// operation, e.g. demand paging), as a warning when it ends the task.
 fn report_fault(k: &Kernel<Arch>, frame: &TrapFrame, address: u64) {
-    let name = k.current_task().and_then(|t| k.task(t)).map_or("?", |t| t.name.as_str());
+    let task = k.current_task();
+    let name = task.and_then(|t| k.task(t)).map_or("?", |t| t.name.as_str());
     let what = crate::fault::exception_name(frame.vector);
-    log::warn!("task {name}: {what} at rip {:#x}, address {address:#x}, error code {:#x}", frame.rip, frame.error_code);
+    let supervised = task.is_some_and(|t| k.has_supervisor(t));
+    let level = if supervised { log::Level::Debug } else { log::Level::Warn };
+    log::log!(
+        level,
+        "task {name}: {what} at rip {:#x}, address {address:#x}, error code {:#x}{}",
+        frame.rip,
+        frame.error_code,
+        if supervised { "; to its supervisor" } else { "; no supervisor, task ended" }
+    );
 }
 
 /// Picks the next thread (idling until there is one) and loads its state into `frame`, the

@@ -8,6 +8,7 @@
 
 extern crate freestanding;
 
+pub mod spawn;
 pub mod sys;
 
 use core::fmt::Write;
@@ -17,17 +18,26 @@ core::arch::global_asm!(
     "_start:",
     "    xor ebp, ebp",   // the end of frame-pointer backtraces
     "    and rsp, -16",   // the System V ABI wants a 16-byte aligned stack at calls
-    "    call {start}",
+    "    call {start}",   // rdi: the word the task's creator passed
     "    ud2",
     start = sym start,
 );
+
+static STARTUP_ARG: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The word this task's creator passed to its first thread (for a spawned program: the handle
+/// of the capability given to it, see [`spawn`]).
+pub fn startup_arg() -> u64 {
+    STARTUP_ARG.load(core::sync::atomic::Ordering::Relaxed)
+}
 
 extern "Rust" {
     /// Defined by [`entry!`].
     fn __tutti_main() -> i32;
 }
 
-extern "C" fn start() -> ! {
+extern "C" fn start(arg: u64) -> ! {
+    STARTUP_ARG.store(arg, core::sync::atomic::Ordering::Relaxed);
     // Safety: `entry!` defines the symbol with this signature in every program.
     let status = unsafe { __tutti_main() };
     sys::exit(status)

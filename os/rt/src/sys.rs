@@ -196,3 +196,42 @@ pub fn park() -> ! {
         sleep(FOREVER_NS / 2);
     }
 }
+
+/// A memory object of `bytes` (zeroed) owned by `task` (0: this task).
+pub fn memory_create(task: Handle, bytes: u64) -> Result<Handle, Error> {
+    syscall(Sys::MemoryCreate, task, [bytes, 0, 0, 0, 0, 0, 0]).map(|r| r[0] as Handle)
+}
+
+/// Maps `len` bytes of `memory` from `offset` into `task` (0: this task) at `vaddr` with
+/// permissions `perms` (`abi::syscall::map::*`).
+pub fn memory_map(memory: Handle, task: Handle, vaddr: u64, offset: u64, len: u64, perms: u64) -> Result<(), Error> {
+    syscall(Sys::MemoryMap, memory, [task as u64, vaddr, offset, len, perms, 0, 0]).map(drop)
+}
+
+/// Removes the mapping at `vaddr` from `task` (0: this task).
+pub fn memory_unmap(task: Handle, vaddr: u64) -> Result<(), Error> {
+    syscall(Sys::MemoryUnmap, 0, [task as u64, vaddr, 0, 0, 0, 0, 0]).map(drop)
+}
+
+/// A new empty task with `quota` bytes (from ours), at most `caps` capabilities and threads of
+/// at most `priority`.
+pub fn task_create(quota: u64, caps: u64, priority: u8, name: &str) -> Result<Handle, Error> {
+    let a = [quota, caps, priority as u64, name.as_ptr() as u64, name.len() as u64, 0, 0];
+    syscall(Sys::TaskCreate, 0, a).map(|r| r[0] as Handle)
+}
+
+/// Copies our capability `cap` into `task` with at most `rights` and `badge`; returns its
+/// handle there.
+pub fn task_grant(task: Handle, cap: Handle, rights: u32, badge: u64) -> Result<Handle, Error> {
+    syscall(Sys::TaskGrant, task, [cap as u64, rights as u64, badge, 0, 0, 0, 0]).map(|r| r[0] as Handle)
+}
+
+/// Makes our endpoint the fault supervisor of `task`.
+pub fn task_set_supervisor(task: Handle, endpoint: Handle) -> Result<(), Error> {
+    syscall(Sys::TaskSetSupervisor, task, [endpoint as u64, 0, 0, 0, 0, 0, 0]).map(drop)
+}
+
+/// Starts a thread in another task (CONTROL) at `entry` with `stack` and `arg` in `rdi`.
+pub fn thread_create_in(task: Handle, entry: u64, stack: u64, priority: u8, arg: u64) -> Result<Handle, Error> {
+    syscall(Sys::ThreadCreate, task, [entry, stack, priority as u64, arg, 0, 0, 0]).map(|r| r[0] as Handle)
+}

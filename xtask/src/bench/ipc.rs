@@ -13,8 +13,7 @@
 //! and glibc and packed into the Linux baseline's initramfs with a busybox script that runs each
 //! of its subcommands and then ends the machine. Each subcommand prints one [`BenchLine`].
 //!
-//! Tutti's side does not exist yet: [`measure_tutti`] is the hook for it, and until it returns
-//! figures the table says "not yet measured" in Tutti's column. Tutti's benchmark program
+//! Tutti's side ([`measure_tutti`]) boots Tutti with `init=/bin/ipcbench` (os/programs), which
 //! prints the same line format, one line for each of [`TUTTI_NAMES`];
 //! [`TuttiFigures::from_results`] reads them.
 //!
@@ -104,19 +103,22 @@ impl LinuxFigures {
     }
 }
 
-/// Tutti's side of the benchmark: boots Tutti with its IPC benchmark program and returns the
-/// `bench` lines it printed, or `None` while that program does not exist (today).
-///
-/// To fill it in: build a boot archive whose init (or a task it starts) runs the four
-/// measurements of [`TUTTI_NAMES`] after a warm-up, timing each with `rdtsc` and printing
-/// `bench <name> iterations=<n> instructions=<total> per_op=<total / n>` at the start of a
-/// console line (or `bench <name> error=<why>`), then ends the machine with
-/// `ExitCode::Success`; boot it here like the Linux side below (`Machine::new(kernel)
-/// .initrd(archive).memory(MEMORY).icount(true)`), check the ending, and return
-/// `BenchResults::from_lines(run.lines.iter().map(|l| l.text.as_str()))`. The table, the
-/// targets and the JSON then fill in by themselves.
+/// Tutti's side of the benchmark: boots Tutti with `init=/bin/ipcbench` (os/programs) under
+/// `-icount shift=0` and reads its `bench` lines ([`TUTTI_NAMES`]).
 fn measure_tutti() -> Result<Option<BenchResults>, Failure> {
-    Ok(None)
+    let image = crate::image::build()?;
+    step("Tutti: booting and running ipcbench under -icount");
+    let run = Machine::new(&image.kernel)
+        .initrd(&image.archive)
+        .memory(MEMORY)
+        .append("init=/bin/ipcbench")
+        .icount(true)
+        .deadline(Duration::from_secs(300))
+        .run()?;
+    run.check(abi::exit::ExitCode::Success).map_err(Failure)?;
+    BenchResults::from_lines(run.lines.iter().map(|l| l.text.as_str()))
+        .map(Some)
+        .map_err(|e| Failure(run.report(&format!("Tutti's ipcbench: {e}"))))
 }
 
 /// The IPC benchmark.
@@ -124,10 +126,7 @@ pub fn run(_options: &Options) -> Result<Report, Failure> {
     deps::ensure(&[deps::QEMU, deps::BUSYBOX, deps::GCC])?;
     let tutti = match measure_tutti()? {
         Some(results) => Some(TuttiFigures::from_results(&results)?),
-        None => {
-            step("Tutti: no IPC benchmark program yet; its column says \"not yet measured\"");
-            None
-        }
+        None => None,
     };
     let (baseline, linux) = measure_linux()?;
     let title = format!("Linux {} (Debian {})", baseline.version, baseline.debian_version);

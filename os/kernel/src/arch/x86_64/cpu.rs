@@ -78,6 +78,12 @@ pub fn read_cr3() -> u64 {
     value & 0x000f_ffff_ffff_f000
 }
 
+/// Drops the TLB entry of the page at `virt`.
+pub fn invlpg(virt: u64) {
+    // Safety: invalidating a TLB entry only costs a later page walk.
+    unsafe { asm!("invlpg [{}]", in(reg) virt, options(nostack, preserves_flags)) }
+}
+
 /// Loads a new top-level page table.
 ///
 /// # Safety

@@ -105,6 +105,17 @@ impl PageTable {
         }
     }
 
+    /// Removes the 4 KiB mapping at `virt` and returns its frame. The caller flushes the TLB
+    /// entry if this table is active.
+    pub fn unmap(&mut self, virt: u64) -> Option<u64> {
+        let (phys, _) = self.translate(virt)?;
+        let mut no_alloc = || None;
+        let entry = self.entry(virt, 1, 0, &mut no_alloc).ok()?;
+        // Safety: `entry` is the present leaf for `virt` in this table's frames.
+        unsafe { *entry = 0 };
+        Some(phys & ADDRESS_MASK)
+    }
+
     /// Calls `visit(table_level, entry)` for every present entry of the lower half (the user
     /// part), leaves first, so an address space can give its frames back.
     pub fn for_each_user_entry(&self, visit: &mut dyn FnMut(u32, u64)) {

@@ -1,4 +1,4 @@
-//! ELF64 executables for x86_64: the checks and the segment list the program loader needs.
+//! ELF64 executables for x86_64: the checks and the segment list a program loader needs.
 //!
 //! The file comes from the boot archive or, later, from any user: it is hostile. Every field the
 //! loader relies on is validated here, once: the identification bytes, the machine, the type
@@ -7,6 +7,11 @@
 //! memory size covers its file size, that it lies wholly in the user half of the address space
 //! without wrapping, and that its file offset and address agree modulo the page size. A file that
 //! passes can be loaded without further checks.
+
+#![no_std]
+
+#[cfg(test)]
+extern crate std;
 
 use core::fmt;
 
