@@ -102,7 +102,11 @@ impl Sys {
     ];
 
     pub fn from_number(n: u16) -> Option<Sys> {
-        Sys::ALL.get(n as usize).copied()
+        if (n as usize) < Sys::ALL.len() {
+            Some(Sys::ALL[n as usize])
+        } else {
+            None
+        }
     }
 }
 

@@ -56,6 +56,78 @@ impl<M: Machine> Kernel<M> {
         r.priority = r.base_priority.max(caller_priority);
     }
 
+    /// The fast path of `Call`: no capability travels, no timeout, a receiver is waiting and
+    /// nothing else was woken. The message goes straight into the receiver's result registers
+    /// and the receiver runs next. Returns false (having changed nothing) when a condition does
+    /// not hold; the general path then handles the call, with the same outcome.
+    pub(super) fn fast_call(&mut self, id: ThreadId, handle: Handle, a: &[u64; 7]) -> bool {
+        if a[0] & info::CAP != 0 || a[6] != abi::syscall::FOREVER || self.handoff.is_some() {
+            return false;
+        }
+        let (task, priority) = {
+            let t = self.t(id);
+            (t.task, t.priority)
+        };
+        let Some(cap) = self.tasks.get(task).and_then(|t| t.caps.check(handle, Rights::SEND).ok()) else {
+            return false;
+        };
+        let (Object::Endpoint(ep), badge) = (cap.object, cap.badge) else { return false };
+        let Some(receiver) = self.endpoints.get_mut(ep).and_then(|e| e.receivers.pop_front()) else {
+            return false;
+        };
+        let r = self.t(receiver);
+        let timer = r.timer.take();
+        r.pending = Some(Return::ok([a[0], a[1], a[2], a[3], a[4], 0, badge]));
+        r.serving = Some(id);
+        r.priority = r.base_priority.max(priority);
+        r.state = State::Ready;
+        if let Some(key) = timer {
+            self.timers.cancel(key);
+        }
+        self.handoff = Some(receiver);
+        self.t(id).state = State::AwaitingReply(receiver);
+        true
+    }
+
+    /// The fast path of `ReplyRecv`: no capability travels, the caller being served waits for
+    /// this reply (not a fault), no other caller is queued and nothing else was woken. The reply
+    /// goes straight into the caller's result registers, this thread waits on the endpoint, and
+    /// the caller runs next. Returns false (having changed nothing) otherwise.
+    pub(super) fn fast_reply_recv(&mut self, id: ThreadId, handle: Handle, a: &[u64; 7]) -> bool {
+        if a[0] & info::CAP != 0 || self.handoff.is_some() {
+            return false;
+        }
+        let (task, serving) = {
+            let t = self.t(id);
+            (t.task, t.serving)
+        };
+        let Some(caller) = serving else { return false };
+        if !self.thread(caller).is_some_and(|c| c.state == State::AwaitingReply(id) && !c.in_fault) {
+            return false;
+        }
+        let Some(cap) = self.tasks.get(task).and_then(|t| t.caps.check(handle, Rights::RECEIVE).ok()) else {
+            return false;
+        };
+        let Object::Endpoint(ep) = cap.object else { return false };
+        match self.endpoints.get_mut(ep) {
+            Some(endpoint) if endpoint.callers.is_empty() => endpoint.receivers.push_back(id),
+            _ => return false,
+        }
+        let c = self.t(caller);
+        let timer = c.timer.take();
+        c.pending = Some(Return::ok([a[0], a[1], a[2], a[3], a[4], 0, 0]));
+        c.state = State::Ready;
+        if let Some(key) = timer {
+            self.timers.cancel(key);
+        }
+        self.handoff = Some(caller);
+        let me = self.t(id);
+        me.serving = None;
+        me.priority = me.base_priority;
+        self.block_current(State::Receiving(ep), a[6]);
+        true
+    }
+
     /// `Call` on the endpoint behind `handle`.
     pub(super) fn call(&mut self, id: ThreadId, handle: Handle, a: [u64; 7]) -> Result<Option<Return>, Error> {
         let task = self.t(id).task;
@@ -84,7 +156,7 @@ impl<M: Machine> Kernel<M> {
             Some(receiver) => {
                 let result = self.received(receiver, message);
                 self.serve(receiver, caller);
-                self.wake(receiver, result);
+                self.wake_direct(receiver, result);
                 self.block_current(State::AwaitingReply(receiver), timeout);
             }
             None => {
@@ -141,7 +213,7 @@ impl<M: Machine> Kernel<M> {
         }
         if self.thread(caller).is_some_and(|c| c.state == State::AwaitingReply(id)) {
             let result = self.received(caller, message);
-            self.wake(caller, result);
+            self.wake_direct(caller, result);
         }
         Ok(())
     }

@@ -251,6 +251,10 @@ pub struct Kernel<M: Machine> {
     /// yielded, or its slice ended): `Some(true)` to the back of its level, `Some(false)` to
     /// the front.
     give_way: Option<bool>,
+    /// A thread woken by the current one's IPC that should run next without passing through
+    /// the run queue (the caller blocks, its receiver runs: the common case of every call and
+    /// reply). Taken by the next `schedule`.
+    handoff: Option<ThreadId>,
     now: u64,
     slice_end: u64,
     init: Option<TaskId>,
@@ -270,6 +274,7 @@ impl<M: Machine> Kernel<M> {
             timers: TimerQueue::default(),
             current: None,
             give_way: None,
+            handoff: None,
             now: 0,
             slice_end: 0,
             init: None,
@@ -313,6 +318,14 @@ impl<M: Machine> Kernel<M> {
     /// Tasks that ended since the last call, oldest first.
     pub fn take_ended(&mut self) -> Option<TaskEnd> {
         self.ended.pop_front()
+    }
+
+    /// The fast path of `Yield`: with no other ready thread of at least the current one's
+    /// priority and nothing woken, yielding changes nothing, and the caller goes on with status
+    /// 0 and its registers untouched. Returns false when the general path must run.
+    pub fn fast_yield(&self) -> bool {
+        let Some(priority) = self.current.and_then(|c| self.thread(c)).map(|t| t.priority) else { return false };
+        self.handoff.is_none() && self.give_way.is_none() && self.run_queue.highest().is_none_or(|h| h < priority)
     }
 
     /// The number of live tasks.
@@ -427,9 +440,41 @@ impl<M: Machine> Kernel<M> {
         self.make_ready(id);
     }
 
+    /// Like [`Kernel::wake`], for a thread the current one hands the CPU to by IPC: if the
+    /// current thread then blocks and nothing of higher priority is ready, it runs next without
+    /// passing through the run queue.
+    fn wake_direct(&mut self, id: ThreadId, result: Return) {
+        if self.handoff.is_some() {
+            return self.wake(id, result);
+        }
+        let thread = self.t(id);
+        let timer = thread.timer.take();
+        if !core::mem::take(&mut thread.in_fault) {
+            thread.pending = Some(result);
+        }
+        thread.state = State::Ready;
+        if let Some(key) = timer {
+            self.timers.cancel(key);
+        }
+        self.handoff = Some(id);
+    }
+
     /// Chooses the thread to run: the current one unless it blocked, ended, yielded, used up
     /// its slice or a higher priority is ready. `None`: nothing to run (idle).
     pub fn schedule(&mut self) -> Option<ThreadId> {
+        if let Some(h) = self.handoff.take() {
+            if let Some(priority) = self.thread(h).filter(|t| t.state == State::Ready).map(|t| t.priority) {
+                let current_runs = self.current.and_then(|c| self.thread(c)).is_some_and(|t| t.state == State::Running);
+                if !current_runs && self.run_queue.highest().is_none_or(|q| q <= priority) {
+                    self.give_way = None;
+                    self.t(h).state = State::Running;
+                    self.current = Some(h);
+                    self.slice_end = self.now.saturating_add(TIMESLICE_NS);
+                    return Some(h);
+                }
+                self.make_ready(h);
+            }
+        }
         if let Some(id) = self.current {
             let running = self.thread(id).is_some_and(|t| t.state == State::Running);
             if running {
@@ -508,8 +553,12 @@ impl<M: Machine> Kernel<M> {
                 }
             }
             State::Ready => {
-                let priority = self.t(id).priority;
-                self.run_queue.remove(priority, id);
+                if self.handoff == Some(id) {
+                    self.handoff = None;
+                } else {
+                    let priority = self.t(id).priority;
+                    self.run_queue.remove(priority, id);
+                }
             }
             State::Running | State::Sleeping => {}
         }
@@ -518,11 +567,18 @@ impl<M: Machine> Kernel<M> {
     // ----- system calls -------------------------------------------------------------------
 
     /// The current thread made a system call with `args`.
-    pub fn syscall(&mut self, args: Args) {
+    pub fn syscall(&mut self, args: &Args) {
         let Some(id) = self.current else { return };
-        let result = match Sys::from_number(args.number()) {
+        // The IPC fast paths first, before anything the general path builds.
+        let (number, handle) = (args.number(), Handle(args.handle()));
+        if (number == Sys::Call as u16 && self.fast_call(id, handle, &args.a))
+            || (number == Sys::ReplyRecv as u16 && self.fast_reply_recv(id, handle, &args.a))
+        {
+            return;
+        }
+        let result = match Sys::from_number(number) {
             None => Err(Error::NoSuchCall),
-            Some(sys) => self.dispatch(id, sys, &args),
+            Some(sys) => self.dispatch(id, sys, args),
         };
         // A call that blocked or ended the thread leaves no result now.
         match result {
@@ -786,7 +842,7 @@ impl<M: Machine> Kernel<M> {
         notification.bits |= bits;
         if let Some(waiter) = notification.waiters.pop_front() {
             let bits = core::mem::take(&mut notification.bits);
-            self.wake(waiter, Return::ok([bits, 0, 0, 0, 0, 0, 0]));
+            self.wake_direct(waiter, Return::ok([bits, 0, 0, 0, 0, 0, 0]));
         }
     }
 

@@ -87,7 +87,7 @@ fn boot() -> (Kernel<Fake>, TaskId, ThreadId) {
 const CONSOLE: u32 = abi::syscall::init_caps::CONSOLE;
 
 fn sys(k: &mut Kernel<Fake>, number: Sys, handle: u32, a: [u64; 7]) {
-    k.syscall(Args { rax: encode_call(number, handle), a });
+    k.syscall(&Args { rax: encode_call(number, handle), a });
 }
 
 /// Makes a call and, if the caller is still running, returns its result.
@@ -174,7 +174,7 @@ fn rights_are_enforced_on_every_path() {
     ok(now(&mut k, Sys::CapClose, send_only, [0; 7]));
     assert_eq!(err(now(&mut k, Sys::CapClose, send_only, [0; 7])), Error::InvalidHandle);
     assert_eq!(err(now(&mut k, Sys::CapInfo, 0, [0; 7])), Error::InvalidHandle);
-    k.syscall(Args { rax: 999, a: [0; 7] });
+    k.syscall(&Args { rax: 999, a: [0; 7] });
     let me = k.current().unwrap();
     assert_eq!(err(k.take_return(me).unwrap()), Error::NoSuchCall);
 }
@@ -303,6 +303,17 @@ fn a_woken_higher_priority_thread_preempts_at_once() {
 }
 
 #[test]
+fn yield_takes_the_fast_path_only_when_nothing_else_could_run() {
+    let (mut k, _, _) = boot();
+    assert!(k.fast_yield(), "alone: yielding changes nothing");
+    let (_, _) = spawn(&mut k, 63);
+    assert!(!k.fast_yield(), "a peer of the same priority must get the CPU");
+    let (mut k, _, _) = boot();
+    spawn(&mut k, 3);
+    assert!(k.fast_yield(), "a lower priority never runs on a yield");
+}
+
+#[test]
 fn round_robin_within_a_priority_on_slice_end() {
     let (mut k, _, a) = boot();
     let (_, b) = spawn(&mut k, 63);
@@ -391,7 +402,7 @@ fn random_system_calls_never_break_the_model() {
                         };
                     }
                     a[6] = next() % 50_000; // bounded timeouts so the storm moves on
-                    k.syscall(Args { rax: number | (handle as u64) << 32, a });
+                    k.syscall(&Args { rax: number | (handle as u64) << 32, a });
                     if step % 7 == 0 {
                         k.tick(k.now() + next() % 20_000);
                     }
@@ -407,7 +418,7 @@ fn check_invariants(k: &Kernel<Fake>) {
     for (id, t) in k.threads.iter() {
         let queued = k.run_queue.remove_would_find(t.priority, id);
         match t.state {
-            State::Ready => assert!(queued, "ready thread {id:?} not in the run queue"),
+            State::Ready => assert!(queued || k.handoff == Some(id), "ready thread {id:?} not in the run queue"),
             State::Running => {
                 running += 1;
                 assert_eq!(k.current, Some(id));
@@ -541,4 +552,26 @@ fn the_boot_archive_is_a_read_only_memory_object() {
     assert_eq!(pages_of(&k, init), [(0x50_0000, 0x10_0000), (0x50_1000, 0x10_1000)]);
     k.end_task(init, 0);
     assert!(k.machine.live_frames.is_empty(), "borrowed frames are never freed");
+}
+
+/// Not a test: a loop of call / reply_recv round trips for profiling the model on the host
+/// (`valgrind --tool=callgrind <test binary> --ignored --exact kernel::tests::profile_round_trips`).
+#[test]
+#[ignore]
+fn profile_round_trips() {
+    let (mut k, _, client) = boot_big();
+    let ep = ok(now(&mut k, Sys::EndpointCreate, 0, [0; 7]))[0] as u32;
+    let (_, server) = spawn(&mut k, 63);
+    sys(&mut k, Sys::Call, ep, [1, 0, 0, 0, 0, 0, FOREVER]);
+    assert_eq!(k.schedule(), Some(server));
+    sys(&mut k, Sys::Recv, ep, [0, 0, 0, 0, 0, 0, FOREVER]);
+    assert_eq!(k.schedule(), Some(server));
+    for _ in 0..100_000 {
+        sys(&mut k, Sys::ReplyRecv, ep, [1, 2, 3, 4, 5, 0, FOREVER]);
+        assert_eq!(k.schedule(), Some(client));
+        k.take_return(client);
+        sys(&mut k, Sys::Call, ep, [1, 2, 3, 4, 5, 0, FOREVER]);
+        assert_eq!(k.schedule(), Some(server));
+        k.take_return(server);
+    }
 }

@@ -12,11 +12,11 @@ use crate::arch::gdt::{USER_CODE, USER_DATA};
 use crate::arch::paging::MapError;
 use crate::arch::trap::{self, FpuState, TrapFrame};
 use crate::space::AddressSpace;
-use abi::syscall::{Args, Return};
+use abi::syscall::{Args, Return, Sys};
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicU64, Ordering};
-use kcore::kernel::{BadAddress, Fault, Kernel, Machine, MapFailure};
-use spin::Mutex;
+use kcore::kernel::{BadAddress, Fault, Kernel, Machine, MapFailure, ThreadId};
+use spin::{Mutex, MutexGuard};
 
 /// A thread's saved user state.
 pub struct Context {
@@ -118,36 +118,37 @@ pub fn start(
         crate::refuse("init", &format_args!("{e:?}"));
     }
     *KERNEL.lock() = Some(kernel);
-    let mut frame = TrapFrame::default();
-    resume(&mut frame);
-    // Safety: `resume` loaded a user thread's frame, FPU pointer and address space.
-    unsafe { trap::enter_user(&frame, stack_top) }
+    let mut idle = TrapFrame::default();
+    let first = resume(KERNEL.lock(), &mut idle, None);
+    // Safety: `resume` chose a user thread and loaded its FPU pointer and address space; its
+    // saved frame is valid until the first trap.
+    unsafe { trap::enter_user(&*first, stack_top) }
 }
 
-/// A trap from user mode: the frame is the interrupted thread's registers.
-pub fn user_trap(frame: &mut TrapFrame) {
-    {
-        let mut guard = KERNEL.lock();
-        let k = guard.as_mut().expect("the kernel runs once a task exists");
-        if let Some(current) = k.current() {
-            if let Some(thread) = k.thread_mut(current) {
-                thread.context.frame = *frame;
-            }
+/// A trap from user mode: the frame is the interrupted thread's registers. They stay in the
+/// frame (not copied into the thread's context) unless another thread runs next. Returns the
+/// frame to return to user mode from: this one, or the next thread's saved frame.
+pub fn user_trap(frame: &mut TrapFrame) -> *const TrapFrame {
+    let mut guard = KERNEL.lock();
+    let k = guard.as_mut().expect("the kernel runs once a task exists");
+    let interrupted = k.current();
+    match frame.vector {
+        trap::SYSCALL_VECTOR if frame.rax == Sys::Yield as u64 && k.fast_yield() => {
+            frame.rax = 0;
+            return frame;
         }
-        match frame.vector {
-            trap::SYSCALL_VECTOR => k.syscall(Args {
-                rax: frame.rax,
-                a: [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9, frame.r12],
-            }),
-            v if v < trap::EXCEPTION_COUNT => {
-                let address = if v == 14 { crate::arch::cpu::cr2() } else { 0 };
-                report_fault(k, frame, address);
-                k.fault(Fault { vector: v, error_code: frame.error_code, address, rip: frame.rip });
-            }
-            _ => k.tick(now_ns()),
+        trap::SYSCALL_VECTOR => k.syscall(&Args {
+            rax: frame.rax,
+            a: [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9, frame.r12],
+        }),
+        v if v < trap::EXCEPTION_COUNT => {
+            let address = if v == 14 { crate::arch::cpu::cr2() } else { 0 };
+            report_fault(k, frame, address);
+            k.fault(Fault { vector: v, error_code: frame.error_code, address, rip: frame.rip });
         }
+        _ => k.tick(now_ns()),
     }
-    resume(frame);
+    resume(guard, frame, interrupted)
 }
 
 /// Logs a user fault: at debug level when a supervisor will handle it (that is normal
@@ -167,37 +168,58 @@ fn report_fault(k: &Kernel<Arch>, frame: &TrapFrame, address: u64) {
     );
 }
 
-/// Picks the next thread (idling until there is one) and loads its state into `frame`, the
-/// FPU pointer and the address space.
-fn resume(frame: &mut TrapFrame) {
+/// Picks the next thread (idling until there is one), loads its FPU pointer and address space,
+/// and returns the frame holding its registers. `frame` holds the registers of `interrupted`
+/// (if any): the same thread goes on from it; otherwise they are saved into its context and the
+/// next thread's saved frame is returned.
+fn resume(
+    mut guard: MutexGuard<'_, Option<Kernel<Arch>>>,
+    frame: &mut TrapFrame,
+    mut interrupted: Option<ThreadId>,
+) -> *const TrapFrame {
     loop {
         {
-            let mut guard = KERNEL.lock();
             let k = guard.as_mut().expect("the kernel runs once a task exists");
             report_ended(k);
-            if let Some(next) = k.schedule() {
+            let next = k.schedule();
+            if let Some(id) = next.filter(|n| Some(*n) == interrupted) {
+                // The same thread goes on: its registers are in the frame already.
+                if let Some(r) = k.take_return(id) {
+                    write_return(frame, &r);
+                }
+                return frame;
+            }
+            // Another thread (or none): the interrupted one's registers go to its context.
+            if let Some(thread) = interrupted.take().and_then(|id| k.thread_mut(id)) {
+                thread.context.frame = *frame;
+            }
+            if let Some(next) = next {
                 let result = k.take_return(next);
                 let thread = k.thread_mut(next).expect("scheduled threads exist");
                 if let Some(r) = result {
                     write_return(&mut thread.context.frame, &r);
                 }
-                *frame = thread.context.frame;
                 // Safety: one CPU; the area lives as long as the thread, and the thread stays
                 // current until the next trap, which saves into it first.
                 unsafe { trap::CURRENT_FPU = &mut *thread.context.fpu };
+                let saved: *const TrapFrame = &thread.context.frame;
                 let task = thread.task;
                 if let Some(t) = k.task(task) {
                     t.space.activate();
                 }
-                return;
+                // The thread is not removed before the return path has read the frame: nothing
+                // runs between here and iretq.
+                return saved;
             }
             if k.task_count() == 0 {
                 log::info!("no tasks left");
                 crate::shutdown::exit(abi::exit::ExitCode::Success);
             }
         }
+        drop(guard);
         wait_for_interrupt();
-        KERNEL.lock().as_mut().expect("set at start").tick(now_ns());
+        guard = KERNEL.lock();
+        guard.as_mut().expect("set at start").tick(now_ns());
     }
 }
 

@@ -12,6 +12,7 @@ global_asm!(include_str!(concat!(env!("OUT_DIR"), "/isr_stubs.s")));
 
 global_asm!(
     ".section .text.isr, \"ax\"",
+    ".global isr_common",
     "isr_common:",
     "    push rax",
     "    push rbx",
@@ -36,6 +37,9 @@ global_asm!(
     "    fxsave64 [rax]",
     "1:  mov rdi, rsp",
     "    call {dispatch}",
+    // The dispatcher returns the frame to restore: this one, or another thread's saved frame
+    // (no copy on a thread switch). Interrupts are off until iretq, so rsp may point there.
+    "    mov rsp, rax",
     // To user mode (maybe another thread's): restore its FPU/SSE state.
     "    test qword ptr [rsp + 18 * 8], 3",
     "    jz 2f",
@@ -219,21 +223,23 @@ impl TrapFrame {
     }
 }
 
-/// Called by `isr_common` for every interrupt, exception and system call.
-extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+/// Called by `isr_common` for every interrupt, exception and system call; returns the frame
+/// to return from (the same one unless another thread runs next).
+extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> *const TrapFrame {
     match frame.vector {
         v if v == TIMER_VECTOR as u64 => {
             crate::time::tick();
             super::apic::end_of_interrupt();
             // While idle (kernel mode) the tick is only counted; the idle loop tells the model.
             if frame.is_user() {
-                crate::system::user_trap(frame);
+                return crate::system::user_trap(frame);
             }
         }
         v if v == SPURIOUS_VECTOR as u64 => {}
-        SYSCALL_VECTOR => crate::system::user_trap(frame),
-        v if v < EXCEPTION_COUNT && frame.is_user() => crate::system::user_trap(frame),
+        SYSCALL_VECTOR => return crate::system::user_trap(frame),
+        v if v < EXCEPTION_COUNT && frame.is_user() => return crate::system::user_trap(frame),
         v if v < EXCEPTION_COUNT => crate::fault::kernel_fault(frame),
         v => log::warn!("unexpected interrupt vector {v:#x}"),
     }
+    frame
 }
