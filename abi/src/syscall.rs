@@ -70,10 +70,22 @@ pub enum Sys {
     /// Makes the caller's endpoint `a0` (SEND) the fault supervisor of the task of the handle
     /// (CONTROL); fault messages carry that capability's badge.
     TaskSetSupervisor = 24,
+    /// A capability for a part of a range object (I/O ports, interrupt lines, device memory):
+    /// offset `a0`, length `a1` within the range of the handle (DUPLICATE) -> `r0` handle.
+    CapSubrange = 25,
+    /// Reads I/O port `a0` of the range of the handle (READ), width `a1` bytes (1, 2, 4) -> `r0`.
+    PortRead = 26,
+    /// Writes `a2` to I/O port `a0` of the range of the handle (WRITE), width `a1` bytes.
+    PortWrite = 27,
+    /// Binds interrupt line `a0` of the range of the handle (CONTROL) to the notification `a1`
+    /// (SEND): when the line fires, the kernel masks it and signals bits `a2`. Unmasks the line.
+    IrqBind = 28,
+    /// Unmasks interrupt line `a0` of the range of the handle (CONTROL) after handling it.
+    IrqAck = 29,
 }
 
 impl Sys {
-    pub const ALL: [Sys; 25] = [
+    pub const ALL: [Sys; 30] = [
         Sys::DebugWrite,
         Sys::Exit,
         Sys::Yield,
@@ -99,6 +111,11 @@ impl Sys {
         Sys::TaskCreate,
         Sys::TaskGrant,
         Sys::TaskSetSupervisor,
+        Sys::CapSubrange,
+        Sys::PortRead,
+        Sys::PortWrite,
+        Sys::IrqBind,
+        Sys::IrqAck,
     ];
 
     pub fn from_number(n: u16) -> Option<Sys> {
@@ -140,6 +157,14 @@ pub mod init_caps {
     pub const CONSOLE: u32 = 1;
     /// The boot archive as a read-only memory object (`CapInfo` gives its size in `r3`).
     pub const BOOT_ARCHIVE: u32 = 2;
+    /// Every I/O port (0-0xffff) but the kernel's own (PIC, PIT, keyboard-controller port 0x61,
+    /// QEMU's debug exit), which no capability reaches.
+    pub const IO_PORTS: u32 = 3;
+    /// Every interrupt line of the I/O APIC (global system interrupts 0-23).
+    pub const IRQ_LINES: u32 = 4;
+    /// Device memory: physical addresses below 4 GiB that are not RAM, except the local and I/O
+    /// APICs. Maps uncached. `CapInfo` gives its base in `r4` and size in `r3`.
+    pub const DEVICE_MEMORY: u32 = 5;
 }
 
 /// Capability rights (bits of `CapInfo` `r1` and of rights masks).
@@ -191,6 +216,8 @@ pub enum ObjectType {
     Endpoint = 4,
     Notification = 5,
     Memory = 6,
+    IoPorts = 7,
+    IrqLines = 8,
 }
 
 /// Error codes returned in `rax`.

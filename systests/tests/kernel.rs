@@ -74,3 +74,14 @@ fn programs_spawned_from_user_space_fault_to_their_supervisor_and_resume() {
         run.assert_printed(&format!("bench {name} iterations="));
     }
 }
+
+#[test]
+fn drivers_get_interrupts_ports_and_device_memory_through_capabilities() {
+    tutti("init=/bin/devices")
+        .run()
+        .unwrap()
+        .assert_exit(ExitCode::Success)
+        .assert_printed("devices: 5 RTC interrupts through the notification")
+        .assert_printed("framebuffer page written and read back: true")
+        .assert_printed("devices: ok");
+}

@@ -19,6 +19,15 @@ const PAGE: u64 = 4096;
 /// The largest memory object: 1 GiB.
 const MAX_OBJECT: u64 = 1 << 30;
 
+/// How a page is mapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access {
+    pub writable: bool,
+    pub executable: bool,
+    /// Device memory: uncached.
+    pub device: bool,
+}
+
 /// Why a page could not be mapped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapFailure {
@@ -28,23 +37,54 @@ pub enum MapFailure {
     NoMemory,
 }
 
+/// What a memory object's pages are.
+enum Backing {
+    /// Frames from the allocator, owned by the object (freed with it).
+    Frames(Vec<u64>),
+    /// A physical range the object does not own (the boot archive; device memory, mapped
+    /// uncached); never freed.
+    Physical { start: u64, device: bool },
+}
+
 /// A memory object.
 pub struct MemoryObject {
-    frames: Vec<u64>,
+    backing: Backing,
+    pages: u64,
     /// Its size in bytes (the pages may be a little more).
     pub size: u64,
-    /// The frames belong to someone else (the boot archive): never freed.
-    borrowed: bool,
     /// Where it is mapped: (task, address, first page of the object, pages).
     mappings: Vec<(TaskId, u64, u64, u64)>,
 }
 
 impl MemoryObject {
-    /// An object over the physical range `[start, start + len)`, whose frames stay with the
-    /// kernel; `start` is page-aligned.
-    pub fn physical(start: u64, len: u64) -> MemoryObject {
-        let frames = (0..len.div_ceil(PAGE)).map(|i| start + i * PAGE).collect();
-        MemoryObject { frames, size: len, borrowed: true, mappings: Vec::new() }
+    /// An object over the physical range `[start, start + len)` (`start` page-aligned), whose
+    /// frames stay with their owner; `device` memory maps uncached.
+    pub fn physical(start: u64, len: u64, device: bool) -> MemoryObject {
+        MemoryObject {
+            backing: Backing::Physical { start, device },
+            pages: len.div_ceil(PAGE),
+            size: len,
+            mappings: Vec::new(),
+        }
+    }
+
+    fn frame(&self, page: u64) -> u64 {
+        match &self.backing {
+            Backing::Frames(frames) => frames[page as usize],
+            Backing::Physical { start, .. } => start + page * PAGE,
+        }
+    }
+
+    pub(super) fn is_device(&self) -> bool {
+        matches!(self.backing, Backing::Physical { device: true, .. })
+    }
+
+    /// The physical base of a physical object.
+    pub fn physical_base(&self) -> Option<u64> {
+        match self.backing {
+            Backing::Physical { start, .. } => Some(start),
+            Backing::Frames(_) => None,
+        }
     }
 }
 
@@ -79,7 +119,12 @@ impl<M: Machine> Kernel<M> {
                 }
             }
         }
-        let id = self.memory.insert(MemoryObject { frames, size: bytes, borrowed: false, mappings: Vec::new() });
+        let id = self.memory.insert(MemoryObject {
+            backing: Backing::Frames(frames),
+            pages,
+            size: bytes,
+            mappings: Vec::new(),
+        });
         self.task_mut(owner).expect("checked above").owned.push(Object::Memory(id));
         let cap = Capability { object: Object::Memory(id), rights: Rights::ALL, badge: 0 };
         match self.insert_cap(task, cap) {
@@ -106,19 +151,23 @@ impl<M: Machine> Kernel<M> {
         let object = self.memory.get(id).ok_or(Error::InvalidHandle)?;
         let aligned = vaddr % PAGE == 0 && offset % PAGE == 0 && len % PAGE == 0 && len > 0;
         let end = vaddr.checked_add(len).filter(|e| *e <= USER_END);
-        let object_end = offset.checked_add(len).filter(|e| *e <= object.frames.len() as u64 * PAGE);
+        let object_end = offset.checked_add(len).filter(|e| *e <= object.pages * PAGE);
         if !aligned || end.is_none() || object_end.is_none() || vaddr == 0 {
             return Err(Error::InvalidArgument);
         }
         let (first, pages) = (offset / PAGE, len / PAGE);
-        let frames: Vec<u64> = object.frames[first as usize..(first + pages) as usize].to_vec();
+        let access = Access {
+            writable: perms & map::WRITE != 0,
+            executable: perms & map::EXECUTE != 0,
+            device: object.is_device(),
+        };
         self.task_mut(target).ok_or(Error::InvalidHandle)?.charge(cost::MAPPING)?;
-        let (writable, executable) = (perms & map::WRITE != 0, perms & map::EXECUTE != 0);
+        let object = self.memory.get(id).expect("looked up above");
         let t = self.tasks.get_mut(target).expect("charged above");
-        for (i, frame) in frames.iter().enumerate() {
-            let at = vaddr + i as u64 * PAGE;
-            if let Err(failure) = self.machine.map_page(&mut t.space, at, *frame, writable, executable) {
-                for j in 0..i as u64 {
+        for i in 0..pages {
+            let at = vaddr + i * PAGE;
+            if let Err(failure) = self.machine.map_page(&mut t.space, at, object.frame(first + i), access) {
+                for j in 0..i {
                     self.machine.unmap_page(&mut t.space, vaddr + j * PAGE);
                 }
                 t.refund(cost::MAPPING);
@@ -173,11 +222,9 @@ impl<M: Machine> Kernel<M> {
         for (task, vaddr) in mappings {
             self.remove_mapping(task, id, vaddr);
         }
-        if let Some(object) = self.memory.remove(id) {
-            if !object.borrowed {
-                for frame in object.frames {
-                    self.machine.free_frame(frame);
-                }
+        if let Some(MemoryObject { backing: Backing::Frames(frames), .. }) = self.memory.remove(id) {
+            for frame in frames {
+                self.machine.free_frame(frame);
             }
         }
     }

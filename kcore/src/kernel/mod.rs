@@ -17,7 +17,7 @@ mod memory;
 #[cfg(test)]
 mod tests;
 
-pub use memory::{MapFailure, MemoryObject};
+pub use memory::{Access, MapFailure, MemoryObject};
 
 use crate::arena::{Arena, Id};
 use crate::cap::{CapError, CapTable, Capability, Handle, Rights};
@@ -63,17 +63,33 @@ pub trait Machine {
     /// Gives back a frame from `alloc_frame`.
     fn free_frame(&mut self, frame: u64);
     /// Maps one page of `space` at `vaddr` to `frame`.
-    fn map_page(
-        &mut self,
-        space: &mut Self::Space,
-        vaddr: u64,
-        frame: u64,
-        writable: bool,
-        executable: bool,
-    ) -> Result<(), MapFailure>;
+    fn map_page(&mut self, space: &mut Self::Space, vaddr: u64, frame: u64, access: Access) -> Result<(), MapFailure>;
     /// Removes the page of `space` at `vaddr` (the frame stays with its owner).
     fn unmap_page(&mut self, space: &mut Self::Space, vaddr: u64);
+    /// Whether user space may use I/O ports `[port, port + width)` at all (some belong to the
+    /// kernel whatever the capabilities say).
+    fn port_allowed(&self, port: u16, width: u8) -> bool;
+    /// Reads an I/O port (`width` 1, 2 or 4 bytes).
+    fn port_read(&mut self, port: u16, width: u8) -> u32;
+    /// Writes an I/O port.
+    fn port_write(&mut self, port: u16, width: u8, value: u32);
+    /// Masks or unmasks an interrupt line.
+    fn irq_mask(&mut self, line: u8, masked: bool);
 }
+
+/// The device resources the first task receives capabilities for.
+#[derive(Clone, Copy, Debug)]
+pub struct Devices {
+    /// The boot archive: physical start and length.
+    pub archive: (u64, u64),
+    /// Device memory: physical start and length.
+    pub device_memory: (u64, u64),
+    /// Interrupt lines 0 .. `irq_lines`.
+    pub irq_lines: u8,
+}
+
+/// The most interrupt lines the kernel routes.
+pub const MAX_IRQ_LINES: usize = 24;
 
 /// The objects a capability can designate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +101,16 @@ pub enum Object {
     Endpoint(EndpointId),
     Notification(NotificationId),
     Memory(MemoryId),
+    /// I/O ports `base .. base + len`.
+    IoPorts {
+        base: u16,
+        len: u32,
+    },
+    /// Interrupt lines `base .. base + count`.
+    IrqLines {
+        base: u8,
+        count: u8,
+    },
 }
 
 impl Object {
@@ -96,6 +122,8 @@ impl Object {
             Object::Endpoint(_) => ObjectType::Endpoint,
             Object::Notification(_) => ObjectType::Notification,
             Object::Memory(_) => ObjectType::Memory,
+            Object::IoPorts { .. } => ObjectType::IoPorts,
+            Object::IrqLines { .. } => ObjectType::IrqLines,
         }
     }
 }
@@ -244,6 +272,8 @@ pub struct Kernel<M: Machine> {
     endpoints: Arena<Endpoint>,
     notifications: Arena<Notification>,
     memory: Arena<MemoryObject>,
+    /// Where each interrupt line's interrupts go: a notification and the bits to signal.
+    irq_bindings: [Option<(NotificationId, u64)>; MAX_IRQ_LINES],
     run_queue: RunQueue<ThreadId>,
     timers: TimerQueue<ThreadId>,
     current: Option<ThreadId>,
@@ -270,6 +300,7 @@ impl<M: Machine> Kernel<M> {
             endpoints: Arena::default(),
             notifications: Arena::default(),
             memory: Arena::default(),
+            irq_bindings: [None; MAX_IRQ_LINES],
             run_queue: RunQueue::default(),
             timers: TimerQueue::default(),
             current: None,
@@ -345,17 +376,31 @@ impl<M: Machine> Kernel<M> {
         quota: u64,
         entry: u64,
         stack: u64,
-        archive: (u64, u64),
+        devices: Devices,
     ) -> Result<TaskId, CreateError> {
         let id = self.new_task(name, space, quota, 4096, MAX_PRIORITY);
-        let archive = self.memory.insert(MemoryObject::physical(archive.0, archive.1));
+        let archive = self.memory.insert(MemoryObject::physical(devices.archive.0, devices.archive.1, false));
+        let device = self.memory.insert(MemoryObject::physical(devices.device_memory.0, devices.device_memory.1, true));
         let task = self.task_mut(id).expect("just created");
         task.owned.push(Object::Memory(archive));
+        task.owned.push(Object::Memory(device));
+        let all = Rights::ALL;
         for cap in [
-            Capability { object: Object::Console, rights: Rights::ALL, badge: 0 },
+            Capability { object: Object::Console, rights: all, badge: 0 },
             Capability {
                 object: Object::Memory(archive),
                 rights: Rights::READ | Rights::DUPLICATE | Rights::GRANT,
+                badge: 0,
+            },
+            Capability { object: Object::IoPorts { base: 0, len: 0x1_0000 }, rights: all, badge: 0 },
+            Capability {
+                object: Object::IrqLines { base: 0, count: devices.irq_lines.min(MAX_IRQ_LINES as u8) },
+                rights: all,
+                badge: 0,
+            },
+            Capability {
+                object: Object::Memory(device),
+                rights: Rights::ALL.intersect(Rights(!Rights::EXECUTE.0)),
                 badge: 0,
             },
         ] {
@@ -646,6 +691,31 @@ impl<M: Machine> Kernel<M> {
                 self.set_supervisor(target, ep, cap.badge);
                 done([0; 7])
             }
+            Sys::CapSubrange => self.cap_subrange(task, handle, a[0], a[1]),
+            Sys::PortRead => {
+                let (port, width) = self.port(task, handle, Rights::READ, a[0], a[1])?;
+                let value = self.machine.port_read(port, width);
+                done([value as u64, 0, 0, 0, 0, 0, 0])
+            }
+            Sys::PortWrite => {
+                let (port, width) = self.port(task, handle, Rights::WRITE, a[0], a[1])?;
+                self.machine.port_write(port, width, a[2] as u32);
+                done([0; 7])
+            }
+            Sys::IrqBind => {
+                let line = self.irq_line(task, handle, a[0])?;
+                let n = self.notification(task, Handle(a[1] as u32), Rights::SEND)?;
+                self.irq_bindings[line as usize] = Some((n, a[2]));
+                self.machine.irq_mask(line, false);
+                done([0; 7])
+            }
+            Sys::IrqAck => {
+                let line = self.irq_line(task, handle, a[0])?;
+                if self.irq_bindings[line as usize].is_some() {
+                    self.machine.irq_mask(line, false);
+                }
+                done([0; 7])
+            }
             Sys::ThreadExit => {
                 self.destroy(Object::Thread(id));
                 if self.task(task).is_some_and(|t| t.threads.is_empty()) {
@@ -715,11 +785,15 @@ impl<M: Machine> Kernel<M> {
                 if !self.alive(cap.object) {
                     return Err(Error::InvalidHandle);
                 }
-                let size = match cap.object {
-                    Object::Memory(m) => self.memory.get(m).map_or(0, |m| m.size),
-                    _ => 0,
+                let (size, base) = match cap.object {
+                    Object::Memory(m) => {
+                        self.memory.get(m).map_or((0, 0), |m| (m.size, m.physical_base().unwrap_or(0)))
+                    }
+                    Object::IoPorts { base, len } => (len as u64, base as u64),
+                    Object::IrqLines { base, count } => (count as u64, base as u64),
+                    _ => (0, 0),
                 };
-                done([cap.object.kind() as u64, cap.rights.0 as u64, cap.badge, size, 0, 0, 0])
+                done([cap.object.kind() as u64, cap.rights.0 as u64, cap.badge, size, base, 0, 0])
             }
             Sys::EndpointCreate => {
                 let h = self.create_object(task, cost::ENDPOINT, |k| {
@@ -817,6 +891,76 @@ impl<M: Machine> Kernel<M> {
         }
     }
 
+    /// The I/O port `port` of width `width` through the port range behind `handle`.
+    fn port(&self, task: TaskId, handle: Handle, needs: Rights, port: u64, width: u64) -> Result<(u16, u8), Error> {
+        let Object::IoPorts { base, len } = self.lookup(task, handle, needs, ObjectType::IoPorts)? else {
+            return Err(Error::WrongType);
+        };
+        let inside = port >= base as u64 && port.checked_add(width).is_some_and(|end| end <= base as u64 + len as u64);
+        if !matches!(width, 1 | 2 | 4) || !inside || !self.machine.port_allowed(port as u16, width as u8) {
+            return Err(Error::InvalidArgument);
+        }
+        Ok((port as u16, width as u8))
+    }
+
+    /// Interrupt line `line` of the range behind `handle` (CONTROL).
+    fn irq_line(&self, task: TaskId, handle: Handle, line: u64) -> Result<u8, Error> {
+        let Object::IrqLines { base, count } = self.lookup(task, handle, Rights::CONTROL, ObjectType::IrqLines)? else {
+            return Err(Error::WrongType);
+        };
+        if line < base as u64 || line >= base as u64 + count as u64 {
+            return Err(Error::InvalidArgument);
+        }
+        Ok(line as u8)
+    }
+
+    /// `CapSubrange`: a capability for part of a range object.
+    fn cap_subrange(&mut self, task: TaskId, handle: Handle, offset: u64, len: u64) -> Result<Option<Return>, Error> {
+        let cap =
+            *self.task(task).ok_or(Error::InvalidHandle)?.caps.check(handle, Rights::DUPLICATE).map_err(cap_error)?;
+        if !self.alive(cap.object) || len == 0 {
+            return Err(if len == 0 { Error::InvalidArgument } else { Error::InvalidHandle });
+        }
+        let end = offset.checked_add(len).ok_or(Error::InvalidArgument)?;
+        let object = match cap.object {
+            Object::IoPorts { base, len: total } if end <= total as u64 => {
+                Object::IoPorts { base: base + offset as u16, len: len as u32 }
+            }
+            Object::IrqLines { base, count } if end <= count as u64 => {
+                Object::IrqLines { base: base + offset as u8, count: len as u8 }
+            }
+            Object::Memory(m) => {
+                let object = self.memory.get(m).ok_or(Error::InvalidHandle)?;
+                let start = object.physical_base().ok_or(Error::WrongType)?;
+                if !offset.is_multiple_of(4096) || end > object.size {
+                    return Err(Error::InvalidArgument);
+                }
+                let device = object.is_device();
+                self.task_mut(task).ok_or(Error::InvalidHandle)?.charge(cost::MEMORY)?;
+                let part = self.memory.insert(MemoryObject::physical(start + offset, len, device));
+                self.task_mut(task).expect("charged above").owned.push(Object::Memory(part));
+                Object::Memory(part)
+            }
+            _ => return Err(Error::InvalidArgument),
+        };
+        let h = self.insert_cap(task, Capability { object, rights: cap.rights, badge: cap.badge })?;
+        Ok(Some(Return::ok([h.0 as u64, 0, 0, 0, 0, 0, 0])))
+    }
+
+    /// An interrupt arrived on `line` (the machine masked it): signal its notification. The
+    /// driver unmasks it with `IrqAck` when it has handled the device.
+    pub fn interrupt(&mut self, line: u8) {
+        let binding = self.irq_bindings.get(line as usize).copied().flatten();
+        match binding.filter(|(n, _)| self.notifications.contains(*n)) {
+            Some((n, bits)) => self.signal(n, bits),
+            None => {
+                if let Some(slot) = self.irq_bindings.get_mut(line as usize) {
+                    *slot = None;
+                }
+            }
+        }
+    }
+
     fn notification(&self, task: TaskId, handle: Handle, needs: Rights) -> Result<NotificationId, Error> {
         match self.lookup(task, handle, needs, ObjectType::Notification)? {
             Object::Notification(n) => Ok(n),
@@ -832,6 +976,7 @@ impl<M: Machine> Kernel<M> {
             Object::Endpoint(e) => self.endpoints.contains(e),
             Object::Notification(n) => self.notifications.contains(n),
             Object::Memory(m) => self.memory.contains(m),
+            Object::IoPorts { .. } | Object::IrqLines { .. } => true,
         }
     }
 
@@ -956,7 +1101,7 @@ impl<M: Machine> Kernel<M> {
             }
             Object::Task(t) => self.end_task(t, -1),
             Object::Memory(m) => self.destroy_memory(m),
-            Object::Console => {}
+            Object::Console | Object::IoPorts { .. } | Object::IrqLines { .. } => {}
         }
     }
 }

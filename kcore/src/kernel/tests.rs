@@ -11,7 +11,22 @@ struct Fake {
     console: String,
     next_frame: u64,
     live_frames: std::collections::BTreeSet<u64>,
+    ports: std::collections::BTreeMap<u16, u32>,
+    masked: [bool; MAX_IRQ_LINES],
 }
+
+fn fake() -> Fake {
+    Fake {
+        console: String::new(),
+        next_frame: 0,
+        live_frames: Default::default(),
+        ports: Default::default(),
+        masked: [true; MAX_IRQ_LINES],
+    }
+}
+
+const DEVICES: Devices =
+    Devices { archive: (0x10_0000, 5000), device_memory: (0xfd00_0000, 0x100_0000), irq_lines: 24 };
 
 struct Space {
     base: u64,
@@ -53,19 +68,25 @@ impl Machine for Fake {
     fn free_frame(&mut self, frame: u64) {
         assert!(self.live_frames.remove(&frame), "double free of {frame:#x}");
     }
-    fn map_page(
-        &mut self,
-        space: &mut Space,
-        vaddr: u64,
-        frame: u64,
-        writable: bool,
-        _: bool,
-    ) -> Result<(), MapFailure> {
+    fn map_page(&mut self, space: &mut Space, vaddr: u64, frame: u64, access: Access) -> Result<(), MapFailure> {
         if space.pages.contains_key(&vaddr) {
             return Err(MapFailure::InUse);
         }
-        space.pages.insert(vaddr, (frame, writable));
+        space.pages.insert(vaddr, (frame, access.writable));
         Ok(())
+    }
+    fn port_allowed(&self, port: u16, width: u8) -> bool {
+        // Like the PC: the PIT (0x40-0x43) belongs to the kernel.
+        !(port as u32 + width as u32 > 0x40 && port < 0x44)
+    }
+    fn port_read(&mut self, port: u16, _: u8) -> u32 {
+        self.ports.get(&port).copied().unwrap_or(0xff)
+    }
+    fn port_write(&mut self, port: u16, _: u8, value: u32) {
+        self.ports.insert(port, value);
+    }
+    fn irq_mask(&mut self, line: u8, masked: bool) {
+        self.masked[line as usize] = masked;
     }
     fn unmap_page(&mut self, space: &mut Space, vaddr: u64) {
         assert!(space.pages.remove(&vaddr).is_some(), "unmapping an unmapped page");
@@ -76,9 +97,8 @@ const TEXT_AT: u64 = 0x1000;
 const QUOTA: u64 = 64 * 1024;
 
 fn boot() -> (Kernel<Fake>, TaskId, ThreadId) {
-    let mut k = Kernel::new(Fake { console: String::new(), next_frame: 0, live_frames: Default::default() });
-    let init =
-        k.create_init("init", space(TEXT_AT, b"hello world"), QUOTA, 0x40_0000, 0x7000, (0x10_0000, 5000)).unwrap();
+    let mut k = Kernel::new(fake());
+    let init = k.create_init("init", space(TEXT_AT, b"hello world"), QUOTA, 0x40_0000, 0x7000, DEVICES).unwrap();
     let t = k.schedule().unwrap();
     (k, init, t)
 }
@@ -443,9 +463,8 @@ fn check_invariants(k: &Kernel<Fake>) {
 const BIG_QUOTA: u64 = 1 << 30;
 
 fn boot_big() -> (Kernel<Fake>, TaskId, ThreadId) {
-    let mut k = Kernel::new(Fake { console: String::new(), next_frame: 0, live_frames: Default::default() });
-    let init =
-        k.create_init("init", space(TEXT_AT, b"child"), BIG_QUOTA, 0x40_0000, 0x7000, (0x10_0000, 5000)).unwrap();
+    let mut k = Kernel::new(fake());
+    let init = k.create_init("init", space(TEXT_AT, b"child"), BIG_QUOTA, 0x40_0000, 0x7000, DEVICES).unwrap();
     let t = k.schedule().unwrap();
     (k, init, t)
 }
@@ -574,4 +593,69 @@ fn profile_round_trips() {
         assert_eq!(k.schedule(), Some(server));
         k.take_return(server);
     }
+}
+
+use abi::syscall::init_caps::{DEVICE_MEMORY, IO_PORTS, IRQ_LINES};
+
+#[test]
+fn io_ports_through_capabilities_within_their_range_only() {
+    let (mut k, _, _) = boot();
+    ok(now(&mut k, Sys::PortWrite, IO_PORTS, [0x3f8, 1, b'x' as u64, 0, 0, 0, 0]));
+    assert_eq!(k.machine.ports[&0x3f8], b'x' as u32);
+    assert_eq!(ok(now(&mut k, Sys::PortRead, IO_PORTS, [0x3f8, 1, 0, 0, 0, 0, 0]))[0], b'x' as u64);
+    // The kernel's own ports are out of reach whatever the capability.
+    assert_eq!(err(now(&mut k, Sys::PortWrite, IO_PORTS, [0x43, 1, 0, 0, 0, 0, 0])), Error::InvalidArgument);
+    assert_eq!(err(now(&mut k, Sys::PortRead, IO_PORTS, [0x3e, 4, 0, 0, 0, 0, 0])), Error::InvalidArgument);
+    assert_eq!(err(now(&mut k, Sys::PortRead, IO_PORTS, [0x3f8, 3, 0, 0, 0, 0, 0])), Error::InvalidArgument);
+    // A subrange: COM1's eight ports, read-only.
+    let com1 = ok(now(&mut k, Sys::CapSubrange, IO_PORTS, [0x3f8, 8, 0, 0, 0, 0, 0]))[0] as u32;
+    let info = ok(now(&mut k, Sys::CapInfo, com1, [0; 7]));
+    assert_eq!((info[0], info[3], info[4]), (ObjectType::IoPorts as u64, 8, 0x3f8));
+    ok(now(&mut k, Sys::PortRead, com1, [0x3ff, 1, 0, 0, 0, 0, 0]));
+    assert_eq!(err(now(&mut k, Sys::PortRead, com1, [0x400, 1, 0, 0, 0, 0, 0])), Error::InvalidArgument);
+    assert_eq!(err(now(&mut k, Sys::PortRead, com1, [0x3fe, 4, 0, 0, 0, 0, 0])), Error::InvalidArgument);
+    assert_eq!(err(now(&mut k, Sys::CapSubrange, com1, [4, 8, 0, 0, 0, 0, 0])), Error::InvalidArgument);
+    let read_only = ok(now(&mut k, Sys::CapDuplicate, com1, [Rights::READ.0 as u64, 0, 0, 0, 0, 0, 0]))[0] as u32;
+    assert_eq!(err(now(&mut k, Sys::PortWrite, read_only, [0x3f8, 1, 0, 0, 0, 0, 0])), Error::MissingRights);
+}
+
+#[test]
+fn interrupts_signal_their_notification_and_stay_masked_until_acknowledged() {
+    let (mut k, _, me) = boot();
+    let n = ok(now(&mut k, Sys::NotificationCreate, 0, [0; 7]))[0] as u32;
+    let rtc = ok(now(&mut k, Sys::CapSubrange, IRQ_LINES, [8, 1, 0, 0, 0, 0, 0]))[0] as u32;
+    assert_eq!(err(now(&mut k, Sys::IrqBind, rtc, [9, n as u64, 1, 0, 0, 0, 0])), Error::InvalidArgument);
+    ok(now(&mut k, Sys::IrqBind, rtc, [8, n as u64, 0b100, 0, 0, 0, 0]));
+    assert!(!k.machine.masked[8]);
+    sys(&mut k, Sys::Wait, n, [0, 0, 0, 0, 0, 0, FOREVER]);
+    assert_eq!(k.schedule(), None);
+    // The machine masks the line when it fires.
+    k.machine.masked[8] = true;
+    k.interrupt(8);
+    assert_eq!(k.schedule(), Some(me));
+    assert_eq!(ok(k.take_return(me).unwrap())[0], 0b100);
+    ok(now(&mut k, Sys::IrqAck, rtc, [8, 0, 0, 0, 0, 0, 0]));
+    assert!(!k.machine.masked[8]);
+    // An unbound line is ignored.
+    k.interrupt(3);
+    k.interrupt(200);
+}
+
+#[test]
+fn device_memory_maps_and_splits_but_never_executes() {
+    let (mut k, init, _) = boot();
+    assert_eq!(
+        err(now(&mut k, Sys::MemoryMap, DEVICE_MEMORY, [0, 0x50_0000, 0, 4096, map::READ | map::EXECUTE, 0, 0])),
+        Error::MissingRights
+    );
+    let fb = ok(now(&mut k, Sys::CapSubrange, DEVICE_MEMORY, [0x1000, 0x2000, 0, 0, 0, 0, 0]))[0] as u32;
+    assert_eq!(ok(now(&mut k, Sys::CapInfo, fb, [0; 7]))[4], 0xfd00_1000);
+    ok(now(&mut k, Sys::MemoryMap, fb, [0, 0x50_0000, 0, 0x2000, map::READ | map::WRITE, 0, 0]));
+    assert_eq!(pages_of(&k, init), [(0x50_0000, 0xfd00_1000), (0x50_1000, 0xfd00_2000)]);
+    assert_eq!(err(now(&mut k, Sys::CapSubrange, fb, [0, 0x3000, 0, 0, 0, 0, 0])), Error::InvalidArgument);
+    assert_eq!(err(now(&mut k, Sys::CapSubrange, fb, [1, 0x1000, 0, 0, 0, 0, 0])), Error::InvalidArgument);
+    // Revoking the part unmaps it and frees nothing (the device owns those addresses).
+    ok(now(&mut k, Sys::CapRevoke, fb, [0; 7]));
+    assert!(pages_of(&k, init).is_empty());
+    assert!(k.machine.live_frames.is_empty());
 }

@@ -94,6 +94,15 @@ pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
     unsafe { memcmp(a, b, n) }
 }
 
+/// The precompiled `alloc` is built for unwinding: its cleanup paths (in `format!`, for
+/// example) end in `_Unwind_Resume`. Tutti's programs abort on panic, so no unwinding ever
+/// starts and this is never reached; it only satisfies the linker.
+#[no_mangle]
+pub extern "C" fn _Unwind_Resume() -> ! {
+    // Safety: `ud2` raises #UD, which the kernel reports (for a program: a fault of its task).
+    unsafe { asm!("ud2", options(noreturn)) }
+}
+
 /// Never called: the kernel is built with `panic = "abort"`.
 #[no_mangle]
 pub extern "C" fn rust_eh_personality() {}

@@ -8,6 +8,8 @@ use crate::pvh::PhysRange;
 #[derive(Debug)]
 pub enum ArchiveError {
     Missing,
+    /// Not on a page boundary: it could not be handed to user space as whole pages.
+    Misaligned(u64),
     Corrupt(newc::Error),
 }
 
@@ -18,6 +20,7 @@ impl core::fmt::Display for ArchiveError {
                 write!(f, "no boot archive: start QEMU with -initrd <archive.cpio> (cargo xtask run does this)")
             }
             ArchiveError::Corrupt(e) => write!(f, "the boot archive is corrupt: {e}"),
+            ArchiveError::Misaligned(at) => write!(f, "the boot archive at {at:#x} does not start on a page boundary"),
         }
     }
 }
@@ -25,6 +28,9 @@ impl core::fmt::Display for ArchiveError {
 /// Finds and checks the boot archive.
 pub fn open(range: Option<PhysRange>) -> Result<newc::Archive<'static>, ArchiveError> {
     let range = range.ok_or(ArchiveError::Missing)?;
+    if range.start % 4096 != 0 {
+        return Err(ArchiveError::Misaligned(range.start));
+    }
     // Safety: memory bring-up checked that the archive lies in RAM, which the kernel's direct
     // map covers, and reserved it, so nothing else writes to it.
     let bytes = unsafe { core::slice::from_raw_parts(phys_to_virt(range.start), range.len as usize) };

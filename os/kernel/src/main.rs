@@ -67,9 +67,11 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
         log::debug!("  {:06o} {:>8} {}", e.mode, e.data.len(), e.name);
     }
 
+    let irq_lines = arch::ioapic::init();
     let timer = arch::apic::init(time::HZ)
         .unwrap_or_else(|_| refuse("timer", &"the PIT never counted down, so the APIC timer cannot be calibrated"));
     log::info!("timer: local APIC at {} Hz ({} counts/ms, TSC {} kHz)", time::HZ, timer.apic_per_ms, timer.tsc_per_ms);
+    log::debug!("I/O APIC: {irq_lines} interrupt lines at vectors {:#x}..", arch::ioapic::VECTOR_BASE);
 
     if let Some(kind) = options.crash {
         crash::crash(kind);
@@ -91,8 +93,12 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
             // init's quota: all free memory (kernel objects are charged 8x their heap use,
             // and the heap is an eighth of memory, so the heap cannot run out either).
             let quota = report.free;
-            let archive_range = boot.archive.map_or((0, 0), |a| (a.start, a.len));
-            system::start(name, program.space, quota, (program.entry, program.stack), archive_range, timer.tsc_per_ms)
+            let devices = kcore::kernel::Devices {
+                archive: boot.archive.map_or((0, 0), |a| (a.start, a.len)),
+                device_memory: report.device_memory,
+                irq_lines,
+            };
+            system::start(name, program.space, quota, (program.entry, program.stack), devices, timer.tsc_per_ms)
         }
         OnReady::Exit => {
             const TICKS: u64 = 3;

@@ -71,6 +71,8 @@ impl core::fmt::Display for MemoryError {
 
 /// What memory bring-up found, for the boot log.
 pub struct MemoryReport {
+    /// Device memory for user-space drivers: from the end of RAM below 4 GiB to the I/O APIC.
+    pub device_memory: (u64, u64),
     pub ram: u64,
     pub free: u64,
     pub heap: u64,
@@ -151,7 +153,11 @@ pub fn init(boot: &BootInfo) -> Result<MemoryReport, MemoryError> {
     // Safety: the heap's frames were taken out of the free map and are mapped in the
     // kernel's direct map; the heap is initialised once.
     unsafe { HEAP.lock().init(phys_to_virt(heap), heap_size as usize) };
+    let low_ram_end = ram_map.regions().iter().map(|r| r.end).filter(|e| *e <= 1 << 32).max().unwrap_or(0);
+    let device_start = low_ram_end.next_multiple_of(1 << 20);
+    let device_memory = (device_start, crate::arch::ioapic::MMIO_BASE.saturating_sub(device_start));
     let report = MemoryReport {
+        device_memory,
         ram,
         free: frames.free_frames() as u64 * PAGE_SIZE,
         heap: heap_size,
@@ -228,8 +234,9 @@ fn build_kernel_tables(ram: &[Region], frames: &mut FrameAllocator) -> Result<u6
     for r in ram {
         table.map(DIRECT_MAP + r.start, r.start, r.len(), flags::WRITABLE | flags::NO_EXECUTE, &mut alloc)?;
     }
-    let apic = crate::arch::apic::mmio_base();
     let mmio = flags::WRITABLE | flags::NO_EXECUTE | flags::NO_CACHE | flags::WRITE_THROUGH;
-    table.map(DIRECT_MAP + apic, apic, PAGE_SIZE, mmio, &mut alloc)?;
+    for device in [crate::arch::apic::mmio_base(), crate::arch::ioapic::MMIO_BASE] {
+        table.map(DIRECT_MAP + device, device, PAGE_SIZE, mmio, &mut alloc)?;
+    }
     Ok(table.root())
 }

@@ -49,16 +49,19 @@ impl AddressSpace {
     }
 
     /// Maps one user page at `virt` to `frame` (owned elsewhere: a memory object).
-    pub fn map_page(&mut self, virt: u64, frame: u64, writable: bool, executable: bool) -> Result<(), MapError> {
+    pub fn map_page(&mut self, virt: u64, frame: u64, access: kcore::kernel::Access) -> Result<(), MapError> {
         if self.table.translate(virt).is_some() {
             return Err(MapError::AlreadyMapped(virt));
         }
         let mut leaf = flags::USER;
-        if writable {
+        if access.writable {
             leaf |= flags::WRITABLE;
         }
-        if !executable {
+        if !access.executable {
             leaf |= flags::NO_EXECUTE;
+        }
+        if access.device {
+            leaf |= flags::NO_CACHE | flags::WRITE_THROUGH;
         }
         let mut alloc = crate::mem::alloc_frame;
         self.table.map(virt, frame, PAGE_SIZE, leaf, &mut alloc)

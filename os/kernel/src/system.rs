@@ -7,6 +7,7 @@
 //! kernel idles with interrupts enabled; interrupts taken while idle only count timer ticks,
 //! and the idle loop feeds the time to the model.
 
+use crate::arch::cpu;
 use crate::arch::cpu::{rdtsc, wait_for_interrupt};
 use crate::arch::gdt::{USER_CODE, USER_DATA};
 use crate::arch::paging::MapError;
@@ -15,7 +16,7 @@ use crate::space::AddressSpace;
 use abi::syscall::{Args, Return, Sys};
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicU64, Ordering};
-use kcore::kernel::{BadAddress, Fault, Kernel, Machine, MapFailure, ThreadId};
+use kcore::kernel::{Access, BadAddress, Devices, Fault, Kernel, Machine, MapFailure, ThreadId};
 use spin::{Mutex, MutexGuard};
 
 /// A thread's saved user state.
@@ -64,15 +65,8 @@ impl Machine for Arch {
         crate::mem::free_frame(frame);
     }
 
-    fn map_page(
-        &mut self,
-        space: &mut AddressSpace,
-        vaddr: u64,
-        frame: u64,
-        writable: bool,
-        executable: bool,
-    ) -> Result<(), MapFailure> {
-        space.map_page(vaddr, frame, writable, executable).map_err(|e| match e {
+    fn map_page(&mut self, space: &mut AddressSpace, vaddr: u64, frame: u64, access: Access) -> Result<(), MapFailure> {
+        space.map_page(vaddr, frame, access).map_err(|e| match e {
             MapError::AlreadyMapped(_) => MapFailure::InUse,
             MapError::OutOfFrames => MapFailure::NoMemory,
         })
@@ -80,6 +74,60 @@ impl Machine for Arch {
 
     fn unmap_page(&mut self, space: &mut AddressSpace, vaddr: u64) {
         space.unmap_page(vaddr);
+    }
+
+    fn port_allowed(&self, port: u16, width: u8) -> bool {
+        let (start, end) = (port as u32, port as u32 + width as u32);
+        !KERNEL_PORTS.iter().any(|&(a, b)| start < b && end > a)
+    }
+
+    fn port_read(&mut self, port: u16, width: u8) -> u32 {
+        // Safety: the model checked the port against the caller's capability and
+        // `port_allowed`; reading a device register is what a driver holding it may do.
+        unsafe {
+            match width {
+                1 => cpu::inb(port) as u32,
+                2 => cpu::inw(port) as u32,
+                _ => cpu::inl(port),
+            }
+        }
+    }
+
+    fn port_write(&mut self, port: u16, width: u8, value: u32) {
+        // Safety: as in `port_read`.
+        unsafe {
+            match width {
+                1 => cpu::outb(port, value as u8),
+                2 => cpu::outw(port, value as u16),
+                _ => cpu::outl(port, value),
+            }
+        }
+    }
+
+    fn irq_mask(&mut self, line: u8, masked: bool) {
+        crate::arch::ioapic::set_masked(line, masked);
+    }
+}
+
+/// I/O ports only the kernel uses, whatever capabilities say: the 8259 PICs, the PIT and its
+/// gate (0x61), QEMU's debug-exit device.
+const KERNEL_PORTS: [(u32, u32); 5] = [(0x20, 0x22), (0xa0, 0xa2), (0x40, 0x44), (0x61, 0x62), (0xf4, 0xf8)];
+
+/// Interrupt lines that fired while the kernel was idle, for the idle loop to deliver.
+static PENDING_IRQS: AtomicU64 = AtomicU64::new(0);
+
+/// A device interrupt arrived (the line is masked already). From user mode the trap path
+/// delivers it right away; while idle it is recorded here.
+pub fn device_interrupt(line: u8) {
+    PENDING_IRQS.fetch_or(1 << line, Ordering::Relaxed);
+}
+
+fn deliver_interrupts(k: &mut Kernel<Arch>) {
+    let mut pending = PENDING_IRQS.swap(0, Ordering::Relaxed);
+    while pending != 0 {
+        let line = pending.trailing_zeros() as u8;
+        pending &= pending - 1;
+        k.interrupt(line);
     }
 }
 
@@ -105,7 +153,7 @@ pub fn start(
     space: AddressSpace,
     quota: u64,
     (entry, stack): (u64, u64),
-    archive: (u64, u64),
+    devices: Devices,
     tsc_per_ms: u64,
 ) -> ! {
     TSC_PER_MS.store(tsc_per_ms.max(1), Ordering::Relaxed);
@@ -114,7 +162,7 @@ pub fn start(
     crate::arch::gdt::set_kernel_stack(stack_top);
     crate::arch::syscall::init(stack_top);
     let mut kernel = Kernel::new(Arch);
-    if let Err(e) = kernel.create_init(name, space, quota, entry, stack, archive) {
+    if let Err(e) = kernel.create_init(name, space, quota, entry, stack, devices) {
         crate::refuse("init", &format_args!("{e:?}"));
     }
     *KERNEL.lock() = Some(kernel);
@@ -146,8 +194,12 @@ pub fn user_trap(frame: &mut TrapFrame) -> *const TrapFrame {
             report_fault(k, frame, address);
             k.fault(Fault { vector: v, error_code: frame.error_code, address, rip: frame.rip });
         }
-        _ => k.tick(now_ns()),
+        _ => {}
     }
+    if frame.vector == trap::TIMER_VECTOR as u64 {
+        k.tick(now_ns());
+    }
+    deliver_interrupts(k);
     resume(guard, frame, interrupted)
 }
 
@@ -219,7 +271,9 @@ fn resume(
         drop(guard);
         wait_for_interrupt();
         guard = KERNEL.lock();
-        guard.as_mut().expect("set at start").tick(now_ns());
+        let k = guard.as_mut().expect("set at start");
+        k.tick(now_ns());
+        deliver_interrupts(k);
     }
 }
 

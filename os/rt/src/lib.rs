@@ -3,12 +3,27 @@
 //! A program is a `#![no_std] #![no_main]` binary that names its main function with
 //! [`entry!`]. The runtime provides the ELF entry point `_start` (which calls main and exits
 //! with its status), the system-call wrappers ([`sys`]), console output ([`print!`],
-//! [`println!`]) and a panic handler that reports the panic and exits with status 101.
+//! [`println!`]), a panic handler that reports the panic and exits with status 101, and:
+//!
+//! - [`heap`]: the global allocator, so programs may `extern crate alloc` and use `Vec`,
+//!   `String`, `Box`, `BTreeMap`;
+//! - [`log`](mod@log): a `log` backend (level `Info` from startup), `[INFO] prefix: message`;
+//! - [`ipc`]: typed requests and responses ([`protocol!`]), a client, a server loop and
+//!   shared buffers;
+//! - [`spawn`]: starting programs from the boot archive in new tasks;
+//! - [`sync`]: a lock for the threads of a task.
+//!
+//! docs/runtime.md describes all of it.
 #![no_std]
 
 extern crate freestanding;
 
+pub mod device;
+pub mod heap;
+pub mod ipc;
+pub mod log;
 pub mod spawn;
+pub mod sync;
 pub mod sys;
 
 use core::fmt::Write;
@@ -38,6 +53,7 @@ extern "Rust" {
 
 extern "C" fn start(arg: u64) -> ! {
     STARTUP_ARG.store(arg, core::sync::atomic::Ordering::Relaxed);
+    log::init(log::LevelFilter::Info);
     // Safety: `entry!` defines the symbol with this signature in every program.
     let status = unsafe { __tutti_main() };
     sys::exit(status)

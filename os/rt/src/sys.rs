@@ -235,3 +235,12 @@ pub fn task_set_supervisor(task: Handle, endpoint: Handle) -> Result<(), Error> 
 pub fn thread_create_in(task: Handle, entry: u64, stack: u64, priority: u8, arg: u64) -> Result<Handle, Error> {
     syscall(Sys::ThreadCreate, task, [entry, stack, priority as u64, arg, 0, 0, 0]).map(|r| r[0] as Handle)
 }
+
+/// The size in bytes of the memory object behind `handle` (`WrongType` if it is none).
+pub fn memory_size(handle: Handle) -> Result<u64, Error> {
+    let r = syscall(Sys::CapInfo, handle, [0; 7])?;
+    if r[0] != abi::syscall::ObjectType::Memory as u64 {
+        return Err(Error::WrongType);
+    }
+    Ok(r[3])
+}

@@ -236,6 +236,16 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> *const TrapFrame {
             }
         }
         v if v == SPURIOUS_VECTOR as u64 => {}
+        v if super::ioapic::line_of(v).is_some() => {
+            let line = super::ioapic::line_of(v).expect("checked");
+            // Masked until its driver has handled the device (IrqAck).
+            super::ioapic::set_masked(line, true);
+            super::apic::end_of_interrupt();
+            crate::system::device_interrupt(line);
+            if frame.is_user() {
+                return crate::system::user_trap(frame);
+            }
+        }
         SYSCALL_VECTOR => return crate::system::user_trap(frame),
         v if v < EXCEPTION_COUNT && frame.is_user() => return crate::system::user_trap(frame),
         v if v < EXCEPTION_COUNT => crate::fault::kernel_fault(frame),
