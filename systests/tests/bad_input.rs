@@ -74,9 +74,9 @@ fn tar_instead_of_cpio() {
 
 #[test]
 fn too_little_memory() {
-    for mem in ["2M", "3M"] {
-        refused(tutti("on_ready=exit").memory(mem), "error: memory: not enough memory: ");
-    }
+    // Less than this and QEMU cannot even load the kernel and the boot archive (the machine
+    // dies before the kernel runs); `cargo xtask run` refuses such sizes itself.
+    refused(tutti("on_ready=exit").memory("3M"), "error: memory: not enough memory: ");
 }
 
 #[test]

@@ -6,30 +6,41 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// What QEMU boots.
+#[derive(Debug)]
 pub struct Image {
     pub kernel: PathBuf,
     pub archive: PathBuf,
 }
 
-/// The smallest `-m` with which QEMU can load Tutti at all: its firmware and the kernel image
-/// at 1 MiB need the first 2 MiB. Between this and the kernel's own minimum, the kernel itself
-/// explains that memory is short.
-const QEMU_MIN_MIB: u64 = 2;
-
-/// Refuses a `-m` value too small for QEMU to even load the kernel.
-pub fn check_memory(mem: &str) -> Result<(), Failure> {
+/// Refuses a `-m` value too small for QEMU to even load `image`: its firmware owns the first
+/// MiB, the kernel image follows at 1 MiB, and the boot archive is placed at the top of RAM; if
+/// they do not fit, the machine dies before the kernel can say anything. Between this and the
+/// kernel's own minimum (docs/boot.md), the kernel itself explains that memory is short.
+pub fn check_memory(mem: &str, image: &Image) -> Result<(), Failure> {
     let digits = mem.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     let number: u64 = digits.parse().map_err(|_| Failure(format!("cannot read memory size {mem:?} (try 128M)")))?;
-    let mib = match &mem[digits.len()..] {
-        "" | "M" | "m" | "MB" | "MiB" => number,
-        "G" | "g" | "GB" | "GiB" => number * 1024,
-        "K" | "k" | "KB" | "KiB" => number / 1024,
+    let bytes = match &mem[digits.len()..] {
+        "" | "M" | "m" | "MB" | "MiB" => number << 20,
+        "G" | "g" | "GB" | "GiB" => number << 30,
+        "K" | "k" | "KB" | "KiB" => number << 10,
         unit => return Err(Failure(format!("unknown memory unit {unit:?} in {mem:?} (use M or G)"))),
     };
-    if mib < QEMU_MIN_MIB {
-        return Err(Failure(format!("{mem} of RAM is too little for QEMU to load Tutti (at least {QEMU_MIN_MIB}M)")));
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let needed = loadable_minimum(size(&image.kernel), size(&image.archive));
+    if bytes < needed {
+        return Err(Failure(format!(
+            "{mem} of RAM is too little for QEMU to load Tutti and its boot archive (at least {}M)",
+            needed.div_ceil(1 << 20)
+        )));
     }
     Ok(())
+}
+
+/// The least RAM in which QEMU can place the firmware, the kernel and the archive: the first
+/// MiB, the kernel file (an upper bound of its image), the archive, and a MiB of slack for the
+/// firmware's and loader's own data.
+fn loadable_minimum(kernel: u64, archive: u64) -> u64 {
+    (2 << 20) + kernel + archive
 }
 
 /// Builds the kernel, the native programs and the boot archive.
@@ -97,4 +108,29 @@ fn add_tree(writer: &mut newc::Writer, dir: &Path, prefix: &str) -> Result<(), F
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(dir: &Path, kernel: usize, archive: usize) -> Image {
+        let (k, a) = (dir.join("kernel"), dir.join("archive"));
+        std::fs::write(&k, vec![0; kernel]).unwrap();
+        std::fs::write(&a, vec![0; archive]).unwrap();
+        Image { kernel: k, archive: a }
+    }
+
+    #[test]
+    fn refuses_memory_too_small_to_load_the_image() {
+        let dir = std::env::temp_dir().join(format!("xtask-image-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let img = image(&dir, 200 << 10, 800 << 10);
+        assert!(check_memory("2M", &img).unwrap_err().0.contains("at least 3M"));
+        assert!(check_memory("3M", &img).is_ok());
+        assert!(check_memory("1G", &img).is_ok());
+        assert!(check_memory("lots", &img).is_err());
+        assert!(check_memory("8T", &img).unwrap_err().0.contains("unknown memory unit"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

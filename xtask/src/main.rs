@@ -112,8 +112,8 @@ fn main() -> ExitCode {
 
 fn run(mem: &str, append: &str, icount: bool) -> Result<ExitCode, Failure> {
     deps::ensure(&[deps::QEMU])?;
-    image::check_memory(mem)?;
     let image = image::build()?;
+    image::check_memory(mem, &image)?;
     let machine = harness::Machine::new(&image.kernel).initrd(&image.archive).memory(mem).append(append).icount(icount);
     step("booting Tutti (Ctrl-A X quits)");
     let status = machine.interactive_command().status().map_err(|e| Failure(format!("cannot start QEMU: {e}")))?;

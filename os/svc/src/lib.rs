@@ -1,0 +1,10 @@
+//! What init and the system services agree on (docs/services.md): the boot protocol between
+//! init and each service, the name service's protocol, the console driver's protocol, and
+//! client helpers for all three.
+#![no_std]
+
+extern crate alloc;
+
+mod common;
+
+pub use common::*;
