@@ -52,7 +52,8 @@ pub enum Sys {
     /// Ends the calling thread; the task ends (status 0) with its last thread. Does not return.
     ThreadExit = 18,
     /// Creates a memory object of `a0` bytes (rounded up to pages, zeroed) owned by and charged
-    /// to the task of the handle (CONTROL; 0 = own task) -> `r0` handle with all rights.
+    /// to the task of the handle (CONTROL; 0 = own task), with flags `a1` (`memory_flags`) ->
+    /// `r0` handle with all rights.
     MemoryCreate = 19,
     /// Maps the memory object of the handle into a task (`a0`: task handle with CONTROL, 0 =
     /// own task) at `a1`, from offset `a2`, `a3` bytes, with permissions `a4` (`map::*`, each
@@ -188,6 +189,13 @@ pub mod rights {
     /// Control a task: threads, memory, capabilities, supervisor.
     pub const CONTROL: u32 = 1 << 8;
     pub const ALL: u32 = (1 << 9) - 1;
+}
+
+/// Flags of `MemoryCreate` (`a1`).
+pub mod memory_flags {
+    /// Physically contiguous (at most 4 MiB), for device DMA: `CapInfo` gives its physical
+    /// address in `r4`.
+    pub const CONTIGUOUS: u64 = 1;
 }
 
 /// Permissions of a mapping (`MemoryMap` `a4`).

@@ -10,7 +10,7 @@
 use super::{cost, Kernel, Machine, MemoryId, Object, Task, TaskId};
 use crate::cap::{Capability, Handle, Rights};
 use crate::sched::MAX_PRIORITY;
-use abi::syscall::{map, Error, ObjectType, Return, TASK_NAME_MAX};
+use abi::syscall::{map, memory_flags, Error, ObjectType, Return, TASK_NAME_MAX};
 use alloc::string::String;
 use alloc::vec::Vec;
 use elf::USER_END;
@@ -18,6 +18,8 @@ use elf::USER_END;
 const PAGE: u64 = 4096;
 /// The largest memory object: 1 GiB.
 const MAX_OBJECT: u64 = 1 << 30;
+/// The largest physically contiguous memory object: 4 MiB (DMA buffers and rings).
+const MAX_CONTIGUOUS: u64 = 4 << 20;
 
 /// How a page is mapped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,8 +41,9 @@ pub enum MapFailure {
 
 /// What a memory object's pages are.
 enum Backing {
-    /// Frames from the allocator, owned by the object (freed with it).
-    Frames(Vec<u64>),
+    /// Frames from the allocator, owned by the object (freed with it); `contiguous` ones (for
+    /// device DMA) follow each other physically.
+    Frames { frames: Vec<u64>, contiguous: bool },
     /// A physical range the object does not own (the boot archive; device memory, mapped
     /// uncached); never freed.
     Physical { start: u64, device: bool },
@@ -70,7 +73,7 @@ impl MemoryObject {
 
     fn frame(&self, page: u64) -> u64 {
         match &self.backing {
-            Backing::Frames(frames) => frames[page as usize],
+            Backing::Frames { frames, .. } => frames[page as usize],
             Backing::Physical { start, .. } => start + page * PAGE,
         }
     }
@@ -79,12 +82,17 @@ impl MemoryObject {
         matches!(self.backing, Backing::Physical { device: true, .. })
     }
 
-    /// The physical base of a physical object.
+    /// The physical base of a physical or contiguous object (what a device's DMA needs).
     pub fn physical_base(&self) -> Option<u64> {
-        match self.backing {
-            Backing::Physical { start, .. } => Some(start),
-            Backing::Frames(_) => None,
+        match &self.backing {
+            Backing::Physical { start, .. } => Some(*start),
+            Backing::Frames { frames, contiguous: true } => frames.first().copied(),
+            Backing::Frames { .. } => None,
         }
+    }
+
+    pub(super) fn is_physical(&self) -> bool {
+        matches!(self.backing, Backing::Physical { .. })
     }
 }
 
@@ -96,16 +104,29 @@ fn ok1(r0: u64) -> Outcome {
 
 impl<M: Machine> Kernel<M> {
     /// `MemoryCreate`.
-    pub(super) fn memory_create(&mut self, task: TaskId, handle: Handle, bytes: u64) -> Outcome {
+    pub(super) fn memory_create(&mut self, task: TaskId, handle: Handle, bytes: u64, flags: u64) -> Outcome {
         let owner = self.target_task(task, handle)?;
-        if bytes == 0 || bytes > MAX_OBJECT {
+        let contiguous = flags & memory_flags::CONTIGUOUS != 0;
+        let limit = if contiguous { MAX_CONTIGUOUS } else { MAX_OBJECT };
+        if bytes == 0 || bytes > limit || flags & !memory_flags::CONTIGUOUS != 0 {
             return Err(Error::InvalidArgument);
         }
         let pages = bytes.div_ceil(PAGE);
         let charge = pages * cost::PAGE + cost::MEMORY;
         self.task_mut(owner).ok_or(Error::InvalidHandle)?.charge(charge)?;
         let mut frames = Vec::new();
-        for _ in 0..pages {
+        if contiguous {
+            match self.machine.alloc_contiguous(pages) {
+                Some(start) => frames.extend((0..pages).map(|i| start + i * PAGE)),
+                None => {
+                    if let Some(t) = self.task_mut(owner) {
+                        t.refund(charge);
+                    }
+                    return Err(Error::OutOfMemory);
+                }
+            }
+        }
+        for _ in frames.len() as u64..pages {
             match self.machine.alloc_frame() {
                 Some(f) => frames.push(f),
                 None => {
@@ -120,7 +141,7 @@ impl<M: Machine> Kernel<M> {
             }
         }
         let id = self.memory.insert(MemoryObject {
-            backing: Backing::Frames(frames),
+            backing: Backing::Frames { frames, contiguous },
             pages,
             size: bytes,
             mappings: Vec::new(),
@@ -222,7 +243,7 @@ impl<M: Machine> Kernel<M> {
         for (task, vaddr) in mappings {
             self.remove_mapping(task, id, vaddr);
         }
-        if let Some(MemoryObject { backing: Backing::Frames(frames), .. }) = self.memory.remove(id) {
+        if let Some(MemoryObject { backing: Backing::Frames { frames, .. }, .. }) = self.memory.remove(id) {
             for frame in frames {
                 self.machine.free_frame(frame);
             }

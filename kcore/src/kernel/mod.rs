@@ -60,7 +60,9 @@ pub trait Machine {
     fn new_space(&mut self) -> Option<Self::Space>;
     /// A zeroed physical frame.
     fn alloc_frame(&mut self) -> Option<u64>;
-    /// Gives back a frame from `alloc_frame`.
+    /// `pages` zeroed frames that follow each other physically; returns the first.
+    fn alloc_contiguous(&mut self, pages: u64) -> Option<u64>;
+    /// Gives back a frame from `alloc_frame` or `alloc_contiguous`.
     fn free_frame(&mut self, frame: u64);
     /// Maps one page of `space` at `vaddr` to `frame`.
     fn map_page(&mut self, space: &mut Self::Space, vaddr: u64, frame: u64, access: Access) -> Result<(), MapFailure>;
@@ -652,7 +654,7 @@ impl<M: Machine> Kernel<M> {
                 self.end_task(task, a[0] as i64);
                 Ok(None)
             }
-            Sys::MemoryCreate => self.memory_create(task, handle, a[0]),
+            Sys::MemoryCreate => self.memory_create(task, handle, a[0], a[1]),
             Sys::MemoryMap => self.memory_map(task, handle, a),
             Sys::MemoryUnmap => self.memory_unmap(task, Handle(a[0] as u32), a[1]),
             Sys::TaskCreate => self.task_create(task, a),
@@ -931,7 +933,7 @@ impl<M: Machine> Kernel<M> {
             }
             Object::Memory(m) => {
                 let object = self.memory.get(m).ok_or(Error::InvalidHandle)?;
-                let start = object.physical_base().ok_or(Error::WrongType)?;
+                let start = object.physical_base().filter(|_| object.is_physical()).ok_or(Error::WrongType)?;
                 if !offset.is_multiple_of(4096) || end > object.size {
                     return Err(Error::InvalidArgument);
                 }

@@ -65,6 +65,13 @@ impl Machine for Fake {
         self.live_frames.insert(self.next_frame);
         Some(self.next_frame)
     }
+    fn alloc_contiguous(&mut self, pages: u64) -> Option<u64> {
+        let first = self.alloc_frame()?;
+        for _ in 1..pages {
+            self.alloc_frame()?;
+        }
+        Some(first)
+    }
     fn free_frame(&mut self, frame: u64) {
         assert!(self.live_frames.remove(&frame), "double free of {frame:#x}");
     }
@@ -657,5 +664,21 @@ fn device_memory_maps_and_splits_but_never_executes() {
     // Revoking the part unmaps it and frees nothing (the device owns those addresses).
     ok(now(&mut k, Sys::CapRevoke, fb, [0; 7]));
     assert!(pages_of(&k, init).is_empty());
+    assert!(k.machine.live_frames.is_empty());
+}
+
+#[test]
+fn contiguous_memory_for_dma_reports_its_physical_address() {
+    let (mut k, _, _) = boot_big();
+    let dma = ok(now(&mut k, Sys::MemoryCreate, 0, [3 * 4096, 1, 0, 0, 0, 0, 0]))[0] as u32;
+    let info = ok(now(&mut k, Sys::CapInfo, dma, [0; 7]));
+    assert_eq!((info[3], info[4]), (3 * 4096, 4096), "the fake machine's first frame");
+    let plain = ok(now(&mut k, Sys::MemoryCreate, 0, [4096, 0, 0, 0, 0, 0, 0]))[0] as u32;
+    assert_eq!(ok(now(&mut k, Sys::CapInfo, plain, [0; 7]))[4], 0, "no address for scattered memory");
+    assert_eq!(err(now(&mut k, Sys::MemoryCreate, 0, [8 << 20, 1, 0, 0, 0, 0, 0])), Error::InvalidArgument);
+    assert_eq!(err(now(&mut k, Sys::MemoryCreate, 0, [4096, 2, 0, 0, 0, 0, 0])), Error::InvalidArgument);
+    assert_eq!(err(now(&mut k, Sys::CapSubrange, dma, [0, 4096, 0, 0, 0, 0, 0])), Error::WrongType);
+    ok(now(&mut k, Sys::CapRevoke, dma, [0; 7]));
+    ok(now(&mut k, Sys::CapRevoke, plain, [0; 7]));
     assert!(k.machine.live_frames.is_empty());
 }

@@ -185,6 +185,14 @@ pub fn alloc_frame() -> Option<u64> {
     Some(frame)
 }
 
+/// `pages` zeroed frames that follow each other physically; returns the first.
+pub fn alloc_contiguous(pages: u64) -> Option<u64> {
+    let start = FRAMES.lock().as_mut()?.alloc_contiguous(pages as usize, PAGE_SIZE)?;
+    // Safety: the frames were free, so nothing else uses them; the direct map covers all RAM.
+    unsafe { core::ptr::write_bytes(phys_to_virt(start), 0, (pages * PAGE_SIZE) as usize) };
+    Some(start)
+}
+
 /// Gives a frame back. A frame that is not allocated is a kernel bug.
 pub fn free_frame(frame: u64) {
     if let Some(frames) = FRAMES.lock().as_mut() {

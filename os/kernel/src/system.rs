@@ -61,6 +61,10 @@ impl Machine for Arch {
         crate::mem::alloc_frame()
     }
 
+    fn alloc_contiguous(&mut self, pages: u64) -> Option<u64> {
+        crate::mem::alloc_contiguous(pages)
+    }
+
     fn free_frame(&mut self, frame: u64) {
         crate::mem::free_frame(frame);
     }

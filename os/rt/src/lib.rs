@@ -117,7 +117,11 @@ impl Write for Console {
 
 #[doc(hidden)]
 pub fn print_args(args: core::fmt::Arguments) {
-    let _ = Console.write_fmt(args);
+    // Assembled first, then written in one system call (up to 512 bytes), so a line is never
+    // split by other tasks' output.
+    let mut line = log::Line::new();
+    let _ = line.write_fmt(args);
+    line.flush();
 }
 
 /// Prints to the console.

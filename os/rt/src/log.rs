@@ -47,14 +47,19 @@ pub fn set_prefix(prefix: &str) {
     p.len = cut;
 }
 
-/// A line being assembled: up to `LINE_MAX` bytes in a buffer, then flushed to the console.
-struct Line {
+/// A line being assembled: up to `LINE_MAX` bytes in a buffer, then flushed to the console in
+/// one system call, so lines of different tasks never interleave.
+pub(crate) struct Line {
     buf: [u8; LINE_MAX],
     len: usize,
 }
 
 impl Line {
-    fn flush(&mut self) {
+    pub(crate) fn new() -> Line {
+        Line { buf: [0; LINE_MAX], len: 0 }
+    }
+
+    pub(crate) fn flush(&mut self) {
         // The buffer holds only whole characters (see `write_str`).
         if let Ok(text) = core::str::from_utf8(&self.buf[..self.len]) {
             let _ = crate::Console.write_str(text);
@@ -87,7 +92,7 @@ impl ::log::Log for ConsoleLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let mut line = Line { buf: [0; LINE_MAX], len: 0 };
+        let mut line = Line::new();
         let _ = write!(line, "[{}] ", record.level());
         {
             let p = PREFIX.lock();

@@ -202,6 +202,15 @@ pub fn memory_create(task: Handle, bytes: u64) -> Result<Handle, Error> {
     syscall(Sys::MemoryCreate, task, [bytes, 0, 0, 0, 0, 0, 0]).map(|r| r[0] as Handle)
 }
 
+/// A physically contiguous memory object of `bytes` (at most 4 MiB) owned by `task` (0: this
+/// task), for device DMA; returns the handle and the physical address.
+pub fn memory_create_contiguous(task: Handle, bytes: u64) -> Result<(Handle, u64), Error> {
+    let handle = syscall(Sys::MemoryCreate, task, [bytes, abi::syscall::memory_flags::CONTIGUOUS, 0, 0, 0, 0, 0])
+        .map(|r| r[0] as Handle)?;
+    let physical = syscall(Sys::CapInfo, handle, [0; 7]).map(|r| r[4])?;
+    Ok((handle, physical))
+}
+
 /// Maps `len` bytes of `memory` from `offset` into `task` (0: this task) at `vaddr` with
 /// permissions `perms` (`abi::syscall::map::*`).
 pub fn memory_map(memory: Handle, task: Handle, vaddr: u64, offset: u64, len: u64, perms: u64) -> Result<(), Error> {

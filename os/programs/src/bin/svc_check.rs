@@ -16,6 +16,9 @@ use svc::LookupError;
 
 rt::entry!(main);
 
+/// Set by the Ctrl-C thread once its injection through the UART's loopback has ended.
+static INJECTED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
 fn main() -> i32 {
     let mut ok = true;
     ok &= capabilities();
@@ -27,6 +30,10 @@ fn main() -> i32 {
     let denied = svc::lookup(&mut names, "crashloop", 0);
     rt::println!("svc_check: lookup of crashloop: {denied:?}");
     ok &= denied == Err(LookupError::Denied);
+    // The console test puts the UART in loopback mode for a moment, and what the kernel prints
+    // meanwhile goes into the loopback instead of out; so first let crashloop's backoff grow
+    // (and init report it) before the console test.
+    wait_for_crashloop();
     ok &= console(&mut names);
     ok &= status();
     rt::println!("svc_check: {}", if ok { "ok" } else { "FAILED" });
@@ -55,6 +62,7 @@ fn capabilities() -> bool {
 /// Ten pings to `crashy`, which faults every fourth: reconnect through the name service.
 fn pings(names: &mut Client<svc::names::Names>) -> bool {
     let mut reconnects = 0;
+    let mut stale = 0;
     let mut endpoint = match svc::lookup(names, "crashy", 2_000_000_000) {
         Ok(e) => e,
         Err(e) => {
@@ -70,17 +78,30 @@ fn pings(names: &mut Client<svc::names::Names>) -> bool {
                 rt::println!("svc_check: wrong pong {other:?}");
                 return false;
             }
-            Err(IpcError::Kernel(Error::PeerDied | Error::InvalidHandle)) => {
+            Err(IpcError::Kernel(error @ (Error::PeerDied | Error::InvalidHandle))) => {
                 let _ = sys::cap_close(endpoint);
-                reconnects += 1;
-                if reconnects > 10 {
+                // PeerDied: the service died under this call (a crash). InvalidHandle: the
+                // endpoint was already dead (a stale name, before init told the name service):
+                // look again without counting another crash.
+                if error == Error::PeerDied {
+                    reconnects += 1;
+                }
+                stale += 1;
+                if reconnects > 10 || stale > 100 {
                     return false;
                 }
-                endpoint = match svc::lookup(names, "crashy", 2_000_000_000) {
-                    Ok(e) => e,
-                    Err(e) => {
-                        rt::println!("svc_check: lookup after a crash failed: {e:?}");
-                        return false;
+                // The service is being restarted (after its backoff); until it has registered
+                // again the name service may not know it, or still give the old endpoint. A
+                // client retries for a while, as any client of a restartable service must.
+                let give_up = sys::time_now() + 5_000_000_000;
+                endpoint = loop {
+                    match svc::lookup(names, "crashy", 2_000_000_000) {
+                        Ok(e) => break e,
+                        Err(e) if sys::time_now() > give_up => {
+                            rt::println!("svc_check: lookup after a crash failed: {e:?}");
+                            return false;
+                        }
+                        Err(_) => sys::sleep(20_000_000),
                     }
                 };
             }
@@ -140,6 +161,7 @@ fn console(names: &mut Client<svc::names::Names>) -> bool {
         let mut bytes = [0; svc::console::INLINE_MAX];
         bytes[..5].copy_from_slice(b"oops\x03");
         let _ = console.call(&ConsoleRequest::Inject { len: 5, bytes }, FOREVER_NS);
+        INJECTED.store(true, core::sync::atomic::Ordering::Release);
         sys::thread_exit()
     }
     let Some(stack) = rt::stack(16 * 1024) else { return false };
@@ -147,15 +169,42 @@ fn console(names: &mut Client<svc::names::Names>) -> bool {
         return false;
     }
     let cancelled = console.call(&ConsoleRequest::ReadLine { offset: 0 }, 3_000_000_000);
+    // The read ends at the ^C while the injection is still under way, with the UART in loopback
+    // mode (what anyone prints meanwhile is looped back, not shown): wait for it to end first.
+    let give_up = sys::time_now() + 3_000_000_000;
+    while !INJECTED.load(core::sync::atomic::Ordering::Acquire) && sys::time_now() < give_up {
+        sys::sleep(10_000_000);
+    }
     rt::println!("svc_check: a read interrupted by Ctrl-C gives {cancelled:?}");
     ok &= cancelled == Ok(ConsoleResponse::Cancelled);
     ok
 }
 
+/// How often init has restarted crashloop so far.
+fn crashloop_restarts() -> u32 {
+    for index in 0.. {
+        match svc::init().call(&boot::Request::Status { index }, FOREVER_NS) {
+            Ok(Response::Service { name, restarts, .. }) if svc::name_str(&name) == "crashloop" => {
+                return restarts;
+            }
+            Ok(Response::Service { .. }) => {}
+            _ => break,
+        }
+    }
+    0
+}
+
 /// init's status: crashy restarted, crashloop backed off, the rest running.
+/// Waits (at most 10 s, for slow machines) until init has restarted crashloop four times, so its
+/// backoff has grown past 80 ms.
+fn wait_for_crashloop() {
+    let give_up = sys::time_now() + 10_000_000_000;
+    while sys::time_now() < give_up && crashloop_restarts() < 4 {
+        sys::sleep(50_000_000);
+    }
+}
+
 fn status() -> bool {
-    // Let crashloop fail a few more times.
-    sys::sleep(500_000_000);
     let mut ok = true;
     for index in 0.. {
         let Ok(Response::Service { name, state, restarts, exit_kind, exit_value }) =
