@@ -50,6 +50,53 @@ pub fn channel(data: &[u8]) {
     assert!(data.starts_with(&encoded), "re-encoding {decoded:?} differs");
 }
 
+/// Feeds the channel messages decoded from `data` to every channel state machine a peer can
+/// reach (RPC client and server, pub/sub, a stream receiver, a file sender and receiver):
+/// they must refuse bad input with errors and keep their bounds, never panic.
+pub fn channel_machines(data: &[u8]) {
+    use crate::file::{FileOffer, FileReceiver, FileSender};
+    use crate::pubsub::PubSub;
+    use crate::rpc::{RpcClient, RpcServer};
+    use crate::stream::StreamReceiver;
+    use crate::time::Instant;
+
+    let mut client = RpcClient::new(4);
+    let mut server = RpcServer::new(4);
+    let _ = client.call(Instant::ZERO, "a.b", b"", None);
+    let mut pubsub = PubSub::default();
+    let _ = pubsub.subscribe("t");
+    let mut stream = StreamReceiver::new(1, 0);
+    let offer = FileOffer { stream_id: 2, size: 100, sha256: [0; 32], name: alloc::string::String::from("f") };
+    let mut sender = FileSender::new(offer.clone()).ok();
+    let mut receiver = FileReceiver::accept(offer, 0, sha2::Sha256::default()).ok();
+    for m in wire::messages(data) {
+        let Ok(m) = m else { break };
+        client.handle_message(&m);
+        let _ = server.handle_message(&m);
+        pubsub.handle_message(&m);
+        let _ = stream.handle_message(&m);
+        if let Some(s) = sender.as_mut() {
+            let _ = s.handle_message(&m);
+            let _ = s.write(&[0; 64]);
+            while s.poll_transmit().is_some() {}
+        }
+        if let Some(r) = receiver.as_mut() {
+            let _ = r.handle_message(&m);
+            while r.poll_event().is_some() {}
+        }
+        let _ = stream.read(usize::MAX);
+        pubsub.poll(Instant::from_millis(10_000));
+        while pubsub.poll_transmit().is_some() {}
+    }
+}
+
+/// Decodes `data` as a capability list; a decoded list must re-encode to `data`.
+pub fn capabilities(data: &[u8]) {
+    if let Ok(list) = crate::capability::decode_list(data) {
+        assert_eq!(crate::capability::encode_list(&list).as_deref(), Ok(data), "re-encoding {list:?} differs");
+    }
+}
+
 /// Decodes `data` as a key store; a decoded identity must re-encode to `data`.
 pub fn keystore(data: &[u8]) {
     if let Ok(identity) = Identity::from_keystore_bytes(data) {
@@ -170,15 +217,47 @@ mod tests {
 
     #[test]
     fn channel_decoder_survives_the_corpus() {
+        run(&channel_seeds(), super::channel);
+    }
+
+    fn channel_seeds() -> Vec<Vec<u8>> {
         let msgs = [
             ChannelMessage::RpcRequest { request_id: 1, deadline_ms: 5, method: "a.b", payload: b"x" },
             ChannelMessage::RpcError { request_id: 1, code: wire::RpcErrorCode::INTERNAL, message: "e" },
+            ChannelMessage::Subscribe { topic: "t" },
             ChannelMessage::Publish { seq: 1, topic: "t", payload: b"p" },
+            ChannelMessage::PublishAck { seq: 1, topic: "t" },
             ChannelMessage::StreamData { stream_id: 1, offset: 0, fin: true, data: b"d" },
+            ChannelMessage::StreamData { stream_id: 2, offset: 3, fin: false, data: b"dd" },
+            ChannelMessage::WindowUpdate { stream_id: 2, max_offset: 1 << 20 },
             ChannelMessage::Keepalive { token: 1, reply: false },
+            ChannelMessage::FileOffer { stream_id: 2, size: 100, sha256: [1; 32], name: "f" },
+            ChannelMessage::FileAccept { stream_id: 2, offset: 7 },
+            ChannelMessage::FileDone { stream_id: 2, status: wire::FileStatus::COMPLETE },
         ];
-        let seeds: Vec<Vec<u8>> = msgs.iter().filter_map(|m| wire::encode_messages(&[*m]).ok()).collect();
-        run(&seeds, super::channel);
+        let mut seeds: Vec<Vec<u8>> = msgs.iter().filter_map(|m| wire::encode_messages(&[*m]).ok()).collect();
+        seeds.push(wire::encode_messages(&msgs).unwrap_or_default());
+        seeds
+    }
+
+    #[test]
+    fn channel_machines_survive_the_corpus() {
+        let seeds = channel_seeds();
+        let mut corpus = Corpus(0xc4a7);
+        for _ in 0..ITERATIONS / 4 {
+            super::channel_machines(&corpus.input(&seeds));
+        }
+    }
+
+    #[test]
+    fn capability_list_decoder_survives_the_corpus() {
+        use crate::capability::{encode_list, Capability, CapabilityDescriptor};
+        let list = [
+            CapabilityDescriptor::new(Capability::Display).with("lines", "40"),
+            CapabilityDescriptor::new(Capability::Custom("echo".into())).with("a", "1").with("b", "2"),
+        ];
+        let seeds: Vec<Vec<u8>> = [&list[..1], &list[..]].iter().filter_map(|l| encode_list(l).ok()).collect();
+        run(&seeds, super::capabilities);
     }
 
     #[test]

@@ -11,7 +11,10 @@
 //! short code), [`trust`] (the trust store, the sessions' trust policy), [`session`] (Noise XX
 //! handshake and encrypted records with replay protection), [`connection`] (a session over a
 //! TCP byte stream with keepalive and failure detection), [`rpc`] (calls with deadlines and
-//! cancellation over a session). [`time`] and [`rng`] carry the caller's clock and randomness.
+//! cancellation over a session), [`pubsub`] (topics with acknowledged, ordered delivery),
+//! [`stream`] (byte streams with flow control), [`file`] (resumable, hash-checked file
+//! transfer over a stream), [`capability`] (typed capability descriptors and the per-peer
+//! allow/deny/ask policy). [`time`] and [`rng`] carry the caller's clock and randomness.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -20,15 +23,19 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod capability;
 pub mod connection;
 pub mod discovery;
+pub mod file;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz;
 pub mod identity;
 pub mod pairing;
+pub mod pubsub;
 pub mod rng;
 pub mod rpc;
 pub mod session;
+pub mod stream;
 pub mod time;
 pub mod trust;
 pub mod wire;

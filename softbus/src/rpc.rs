@@ -171,6 +171,18 @@ impl RpcClient {
         }
     }
 
+    /// Ends every call in flight with [`RpcErrorCode::UNAVAILABLE`] and `reason`: the
+    /// session carrying them has ended, so no reply can come. Nothing is sent.
+    pub fn fail_all(&mut self, reason: &str) {
+        let ids: Vec<u64> = self.pending.keys().copied().collect();
+        for request_id in ids {
+            let outcome = RpcOutcome::Error { code: RpcErrorCode::UNAVAILABLE, message: String::from(reason) };
+            // Every id comes from `pending`, so `finish` finds it.
+            let _ = self.finish(request_id, outcome);
+        }
+        self.transmits.clear();
+    }
+
     /// The next deadline, if a call has one.
     pub fn poll_at(&self) -> Option<Instant> {
         self.deadlines.first().map(|&(at, _)| at)
@@ -459,6 +471,25 @@ mod tests {
         }
         assert_eq!(ended.len(), issued.len(), "every call ended");
         assert_eq!(c.in_flight(), 0);
+    }
+
+    #[test]
+    fn fail_all_ends_every_call_once() {
+        let mut c = RpcClient::default();
+        let a = c.call(Instant::ZERO, "a.b", b"", Some(Duration::from_secs(1))).unwrap();
+        let b = c.call(Instant::ZERO, "a.b", b"", None).unwrap();
+        c.fail_all("connection lost");
+        let unavailable = RpcOutcome::Error { code: RpcErrorCode::UNAVAILABLE, message: "connection lost".into() };
+        assert_eq!(
+            events(&mut c),
+            [
+                RpcEvent { request_id: a, outcome: unavailable.clone() },
+                RpcEvent { request_id: b, outcome: unavailable }
+            ]
+        );
+        assert_eq!((c.in_flight(), c.poll_at(), c.poll_transmit()), (0, None, None));
+        c.poll(Instant::from_millis(5_000));
+        assert!(events(&mut c).is_empty(), "no timeout after fail_all");
     }
 
     #[test]

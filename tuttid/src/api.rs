@@ -49,6 +49,104 @@ pub enum Request {
         #[serde(default)]
         timeout_ms: Option<u64>,
     },
+    /// The capabilities `device` offers (its answer to `caps.list`).
+    Caps {
+        /// Device id, unique id prefix, or name.
+        device: String,
+    },
+    /// Sets what `device` may do with `capability` on this device.
+    PolicySet {
+        /// Device id, unique id prefix, or name.
+        device: String,
+        /// `display`, `storage`, `compute`, `camera`, `speaker`, `sensor`, or a custom name.
+        capability: String,
+        /// `allow`, `deny` or `ask`.
+        decision: String,
+        /// For this many seconds; until changed if absent.
+        #[serde(default)]
+        for_s: Option<u64>,
+    },
+    /// The permission rules of this device.
+    PolicyList,
+    /// Makes this connection a prompt client: the daemon writes `{"prompt": PromptInfo}`
+    /// lines on it whenever the policy says `ask`; answer each with `prompt_answer`.
+    Prompts,
+    /// Answers prompt `id`.
+    PromptAnswer {
+        /// The prompt's id.
+        id: u64,
+        /// Whether to allow the call.
+        allow: bool,
+        /// Remember the answer for this many seconds; this call only if absent.
+        #[serde(default)]
+        for_s: Option<u64>,
+    },
+    /// Publishes `message` on `topic` to every connected device that subscribed to it.
+    Pub {
+        /// The topic.
+        topic: String,
+        /// The message (text).
+        message: String,
+    },
+    /// Subscribes to `topic` on every trusted device: the daemon writes `{"message":…}`
+    /// lines on this connection until it closes.
+    Sub {
+        /// The topic.
+        topic: String,
+    },
+    /// Sends the file at `path` (on this host) to `device`; progress lines
+    /// (`{"progress":…}`) come before the response. Resumes a broken transfer.
+    Send {
+        /// Device id, unique id prefix, or name.
+        device: String,
+        /// The file, an absolute path.
+        path: String,
+    },
+    /// Makes this connection the provider of display and storage: the daemon writes
+    /// `{"request":…}` lines; answer each with `serve_reply`.
+    Serve {
+        /// Serve `display.show`.
+        #[serde(default)]
+        display: bool,
+        /// Share this directory through `storage.*` and receive files into it.
+        #[serde(default)]
+        storage: Option<String>,
+    },
+    /// Answers forwarded request `id` with `result`, or with `error`.
+    ServeReply {
+        /// The request's id.
+        id: u64,
+        /// The JSON result.
+        #[serde(default)]
+        result: Option<serde_json::Value>,
+        /// Or the failure.
+        #[serde(default)]
+        error: Option<ServeError>,
+    },
+}
+
+/// A provider's failure answer: an RPC error code and a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServeError {
+    /// RPC error code (1 not found, 2 invalid argument, 5 permission denied, 8 internal, …).
+    pub code: u16,
+    /// For people.
+    pub message: String,
+}
+
+/// A question to the local user, written to prompt clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptInfo {
+    /// Answer with this id.
+    pub id: u64,
+    /// The calling device's id.
+    pub device: String,
+    /// Its name in the trust store.
+    pub name: String,
+    /// The capability it wants.
+    pub capability: String,
+    /// The method it called.
+    pub method: String,
 }
 
 /// What kind of failure, for scripts.
@@ -71,6 +169,8 @@ pub enum ErrorKind {
     Timeout,
     /// The remote service answered with an error.
     Remote,
+    /// The remote device's policy refused the call (RPC error 5).
+    PermissionDenied,
     /// Something failed inside the daemon.
     Internal,
 }

@@ -34,6 +34,8 @@ pub struct Config {
     pub session: SessionConfig,
     /// Pairing settings.
     pub pairing: PairingConfig,
+    /// Permission settings.
+    pub policy: PolicyConfig,
 }
 
 impl Default for Config {
@@ -44,7 +46,33 @@ impl Default for Config {
             discovery: DiscoveryConfig::default(),
             session: SessionConfig::default(),
             pairing: PairingConfig::default(),
+            policy: PolicyConfig::default(),
         }
+    }
+}
+
+/// Permission settings: what trusted devices may use when no rule says otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// The decision where no rule applies: `allow`, `deny` or `ask`.
+    pub default: String,
+    /// How long an `ask` waits for the local user before refusing, in milliseconds.
+    pub ask_timeout_ms: u64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self { default: "allow".into(), ask_timeout_ms: 30_000 }
+    }
+}
+
+impl PolicyConfig {
+    /// The default decision.
+    pub fn default_decision(&self) -> Result<softbus::capability::Decision, ConfigError> {
+        softbus::capability::Decision::parse(&self.default).ok_or_else(|| {
+            ConfigError::Invalid(format!("policy.default is {:?}; use allow, deny or ask", self.default))
+        })
     }
 }
 
@@ -207,6 +235,7 @@ impl Config {
             }
         }
         device_kind(&self.kind)?;
+        self.policy.default_decision()?;
         Ok(())
     }
 }

@@ -6,7 +6,8 @@
 //! socket for the local API. The command line ([`client`]) only speaks the local API
 //! ([`api`]: newline-delimited JSON), so everything it can do, a script can do too.
 //! [`state`] keeps the key store, the trust store and the config file in the state directory;
-//! [`services`] are the built-in services every daemon serves.
+//! [`services`] are the built-in services every daemon serves; [`storage`] is the shared
+//! directory of `tutti serve`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -17,3 +18,4 @@ pub mod config;
 pub mod daemon;
 pub mod services;
 pub mod state;
+pub mod storage;

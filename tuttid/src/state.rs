@@ -14,7 +14,9 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use softbus::identity::{Identity, KeystoreError};
+use serde::{Deserialize, Serialize};
+use softbus::capability::{Capability, Decision, Policy, Rule};
+use softbus::identity::{DeviceId, Identity, KeystoreError};
 use softbus::trust::{TrustError, TrustStore};
 
 /// File names inside the state directory.
@@ -23,6 +25,8 @@ pub const KEYSTORE_FILE: &str = "identity.key";
 pub const TRUST_FILE: &str = "trust.bin";
 /// The config file.
 pub const CONFIG_FILE: &str = "config.json";
+/// The permission rules.
+pub const POLICY_FILE: &str = "policy.json";
 /// The local API socket.
 pub const SOCKET_FILE: &str = "tuttid.sock";
 
@@ -37,6 +41,8 @@ pub enum StateError {
     Keystore(PathBuf, KeystoreError),
     /// The trust store file is corrupt.
     Trust(PathBuf, TrustError),
+    /// The policy file is corrupt.
+    Policy(PathBuf, String),
 }
 
 impl fmt::Display for StateError {
@@ -46,11 +52,30 @@ impl fmt::Display for StateError {
             Self::Io(p, e) => write!(f, "{}: {e}", p.display()),
             Self::Keystore(p, e) => write!(f, "key store {}: {e}", p.display()),
             Self::Trust(p, e) => write!(f, "trust store {}: {e}", p.display()),
+            Self::Policy(p, e) => write!(f, "policy file {}: {e}", p.display()),
         }
     }
 }
 
 impl std::error::Error for StateError {}
+
+/// The policy file: the rules, each a device id, a capability name, a decision and an
+/// optional end (seconds since the Unix epoch).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    rules: Vec<PolicyFileRule>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFileRule {
+    device: String,
+    capability: String,
+    decision: String,
+    #[serde(default)]
+    until: Option<u64>,
+}
 
 /// The default state directory: `$XDG_STATE_HOME/tutti`, else `$HOME/.local/state/tutti`.
 pub fn default_state_dir() -> Result<PathBuf, StateError> {
@@ -139,13 +164,56 @@ impl StateDir {
 
     /// Replaces the trust store file atomically (mode 0600).
     pub fn save_trust(&self, store: &TrustStore) -> Result<(), StateError> {
-        let path = self.file(TRUST_FILE);
-        let tmp = self.file("trust.bin.tmp");
+        self.replace(TRUST_FILE, &store.to_bytes())
+    }
+
+    /// Replaces the file `name` atomically (mode 0600): a temporary file, then a rename.
+    fn replace(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
+        let path = self.file(name);
+        let tmp = self.file(&format!("{name}.tmp"));
         let _ = fs::remove_file(&tmp);
         let mut file =
             OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(|e| self.io(&tmp, e))?;
-        file.write_all(&store.to_bytes()).and_then(|()| file.sync_all()).map_err(|e| self.io(&tmp, e))?;
+        file.write_all(bytes).and_then(|()| file.sync_all()).map_err(|e| self.io(&tmp, e))?;
         fs::rename(&tmp, &path).map_err(|e| self.io(&path, e))
+    }
+
+    /// Loads the permission rules (`policy.json`) over `default`; an absent file has none.
+    pub fn load_policy(&self, default: Decision) -> Result<Policy, StateError> {
+        let path = self.file(POLICY_FILE);
+        let mut policy = Policy::new(default);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(policy),
+            Err(e) => return Err(self.io(&path, e)),
+        };
+        let file: PolicyFile =
+            serde_json::from_slice(&bytes).map_err(|e| StateError::Policy(path.clone(), e.to_string()))?;
+        for r in file.rules {
+            let bad = |what: String| StateError::Policy(path.clone(), what);
+            let peer = r.device.parse::<DeviceId>().map_err(|e| bad(format!("device {:?}: {e}", r.device)))?;
+            let capability = Capability::parse(&r.capability).map_err(|e| bad(e.to_string()))?;
+            let decision = Decision::parse(&r.decision).ok_or_else(|| bad(format!("decision {:?}", r.decision)))?;
+            policy.set(Rule { peer, capability, decision, until: r.until }).map_err(|e| bad(e.to_string()))?;
+        }
+        Ok(policy)
+    }
+
+    /// Replaces the policy file atomically (mode 0600).
+    pub fn save_policy(&self, policy: &Policy) -> Result<(), StateError> {
+        let rules = policy
+            .rules()
+            .map(|r| PolicyFileRule {
+                device: r.peer.to_string(),
+                capability: r.capability.as_str().to_string(),
+                decision: r.decision.as_str().to_string(),
+                until: r.until,
+            })
+            .collect();
+        let mut text = serde_json::to_vec_pretty(&PolicyFile { rules })
+            .map_err(|e| StateError::Policy(self.file(POLICY_FILE), e.to_string()))?;
+        text.push(b'\n');
+        self.replace(POLICY_FILE, &text)
     }
 }
 
@@ -178,6 +246,25 @@ mod tests {
             dir.load_or_create_identity(gen),
             Err(StateError::Keystore(_, KeystoreError::WrongLength(7)))
         ));
+        fs::remove_dir_all(dir.root()).unwrap();
+    }
+
+    #[test]
+    fn policy_saves_and_loads() {
+        let dir = temp_dir("policy");
+        dir.create().unwrap();
+        assert_eq!(dir.load_policy(Decision::Ask).unwrap(), Policy::new(Decision::Ask));
+        let mut policy = Policy::new(Decision::Allow);
+        let peer = DeviceId::from_bytes([3; 16]);
+        policy.set(Rule { peer, capability: Capability::Display, decision: Decision::Deny, until: Some(9) }).unwrap();
+        let custom = Capability::parse("echo").unwrap();
+        policy.set(Rule { peer, capability: custom, decision: Decision::Ask, until: None }).unwrap();
+        dir.save_policy(&policy).unwrap();
+        assert_eq!(dir.load_policy(Decision::Allow).unwrap(), policy);
+        assert_eq!(fs::metadata(dir.file(POLICY_FILE)).unwrap().permissions().mode() & 0o777, 0o600);
+        fs::write(dir.file(POLICY_FILE), br#"{"rules":[{"device":"x","capability":"display","decision":"allow"}]}"#)
+            .unwrap();
+        assert!(matches!(dir.load_policy(Decision::Allow), Err(StateError::Policy(_, _))));
         fs::remove_dir_all(dir.root()).unwrap();
     }
 

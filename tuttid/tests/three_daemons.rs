@@ -1,6 +1,9 @@
 //! Three real `tuttid` processes on loopback, driven through the real `tutti` binary:
 //! discovery, pairing (wrong code, then right code), an encrypted `compute.sha256` call
-//! between the paired two, refusal of the unpaired third, and revocation.
+//! between the paired two, capabilities and the permission policy (deny, ask with nobody
+//! answering, ask answered by `tutti prompt`), pub/sub, `tutti serve` (display, storage with
+//! path-traversal protection), file transfer and its resumption, refusal of the unpaired
+//! third, and revocation.
 //!
 //! Discovery runs over unicast UDP to each other's ports (`--no-multicast --peer`), so the
 //! test does not depend on multicast routing of the machine. Every wait has a deadline.
@@ -65,6 +68,39 @@ impl Daemon {
     }
 }
 
+/// A helper process, killed when dropped.
+struct Child2(Option<Child>);
+
+impl Child2 {
+    /// Waits at most `limit` for the process to end by itself and returns its standard output.
+    fn wait_output(mut self, limit: Duration) -> String {
+        let mut child = self.0.take().expect("a child");
+        let deadline = Instant::now() + limit;
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
+    }
+}
+
+impl Drop for Child2 {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Free UDP ports on loopback (bound and released; good enough for a test).
 fn free_udp_ports(n: usize) -> Vec<u16> {
     let sockets: Vec<UdpSocket> = (0..n).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
@@ -124,7 +160,7 @@ fn three_daemons_discover_pair_call_and_refuse() {
     let peers_of =
         |i: usize| -> Vec<u16> { ports.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| *p).collect() };
     let a = start(&root, "alpha", ports[0], &peers_of(0));
-    let b = start(&root, "beta", ports[1], &peers_of(1));
+    let b = start_with_config(&root, "beta", ports[1], &peers_of(1), Some(r#"{"policy": {"ask_timeout_ms": 1500}}"#));
     let c = start(&root, "gamma", ports[2], &peers_of(2));
 
     // Each daemon answers its API, then sees the other two.
@@ -179,6 +215,114 @@ fn three_daemons_discover_pair_call_and_refuse() {
     assert_eq!(echo["response"], serde_json::json!({"n": [1, 2, 3]}));
     let (_, err) = a.fails(&["call", b_id, "nope.nothing"]);
     assert_eq!(err["kind"], "remote");
+
+    // Capabilities and permissions: beta describes itself, and its policy decides.
+    let caps = a.ok(&["caps", "beta"]);
+    let names: Vec<&str> =
+        caps["capabilities"].as_array().unwrap().iter().map(|c| c["capability"].as_str().unwrap()).collect();
+    assert_eq!(names, ["compute", "echo"]);
+    assert_eq!(caps["capabilities"][0]["attributes"]["algorithms"], "sha256");
+    b.ok(&["policy", "set", "alpha", "compute", "deny"]);
+    let (status, err) = a.fails(&["call", b_id, "compute.sha256", "\"hello\""]);
+    assert_eq!((status, err["kind"].as_str()), (1, Some("permission_denied")), "{err}");
+    a.ok(&["call", b_id, "echo.echo", "1"]);
+    b.ok(&["policy", "set", "alpha", "compute", "ask"]);
+    let (_, err) = a.fails(&["call", b_id, "compute.sha256", "\"hello\""]);
+    assert_eq!(err["kind"], "permission_denied", "nobody answers the prompt: {err}");
+    let mut prompt = Command::new(TUTTI)
+        .arg("--state-dir")
+        .arg(&b.state)
+        .args(["prompt", "--auto", "allow", "--for", "1m"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run tutti prompt");
+    wait_for("the prompt client", Duration::from_secs(5), || (b.ok(&["status"])["prompters"] == 1).then_some(()));
+    let answer = a.ok(&["call", b_id, "compute.sha256", "\"hello\""]);
+    assert_eq!(answer["response"]["sha256"], HELLO_SHA256);
+    let _ = prompt.kill();
+    let _ = prompt.wait();
+    let policy = b.ok(&["policy", "list"]);
+    assert_eq!(policy["default"], "allow");
+    let rule = &policy["rules"][0];
+    assert_eq!(
+        (rule["capability"].as_str(), rule["decision"].as_str(), rule["name"].as_str()),
+        (Some("compute"), Some("allow"), Some("alpha")),
+        "the answer for a minute became a rule: {policy}"
+    );
+    assert!(rule["expires_in_s"].as_u64().unwrap() <= 60);
+
+    // Pub/sub: beta subscribes; alpha publishes until beta's subscription has reached it.
+    let sub = Command::new(TUTTI)
+        .arg("--state-dir")
+        .arg(&b.state)
+        .args(["--json", "sub", "news", "--count", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run tutti sub");
+    let sub = Child2(Some(sub));
+    wait_for("beta's subscription to reach alpha", Duration::from_secs(10), || {
+        let published = a.ok(&["pub", "news", "hello subscribers"]);
+        (published["delivered_to"].as_array().unwrap().len() == 1).then_some(())
+    });
+    let out = sub.wait_output(Duration::from_secs(5));
+    let message: Value = serde_json::from_str(out.lines().next().unwrap_or("{}")).unwrap();
+    assert_eq!(message["payload"], "hello subscribers", "{out}");
+    assert_eq!(message["from"].as_str(), Some(a_id.as_str()));
+
+    // `tutti serve` on beta: display on its terminal, a storage directory, received files.
+    let shared_dir = root.join("beta-shared");
+    std::fs::create_dir_all(&shared_dir).unwrap();
+    let shown = root.join("beta-display.txt");
+    let serve = Command::new(TUTTI)
+        .arg("--state-dir")
+        .arg(&b.state)
+        .args(["serve", "--storage"])
+        .arg(&shared_dir)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&shown).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run tutti serve");
+    let serve = Child2(Some(serve));
+    let caps = wait_for("beta to offer display and storage", Duration::from_secs(5), || {
+        let caps = a.ok(&["caps", "beta"]);
+        (caps["capabilities"].as_array().unwrap().len() == 4).then_some(caps)
+    });
+    assert_eq!(caps["capabilities"][2]["capability"], "display");
+    assert_eq!(caps["capabilities"][3]["capability"], "storage");
+    assert_eq!(a.ok(&["call", "beta", "display.show", "\"hi there\""])["response"]["shown"], true);
+    assert!(std::fs::read_to_string(&shown).unwrap().contains("[alpha] hi there"));
+    a.ok(&["call", "beta", "storage.put", r#"{"path":"note.txt","content":"abc"}"#]);
+    assert_eq!(a.ok(&["call", "beta", "storage.get", r#"{"path":"note.txt"}"#])["response"]["content"], "abc");
+    assert_eq!(std::fs::read_to_string(shared_dir.join("note.txt")).unwrap(), "abc");
+    let (_, err) = a.fails(&["call", "beta", "storage.get", r#"{"path":"../beta/identity.key"}"#]);
+    assert!(err["message"].as_str().unwrap().contains("plain names"), "path traversal is refused: {err}");
+    let transformed = a.ok(&["call", "beta", "compute.transform", r#"{"op":"upper","text":"tutti"}"#]);
+    assert_eq!(transformed["response"]["text"], "TUTTI");
+
+    // File transfer into the shared directory, then a resumed one.
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let file = root.join("photo.bin");
+    std::fs::write(&file, &data).unwrap();
+    let sent = a.ok(&["send", "beta", file.to_str().unwrap()]);
+    assert_eq!(sent["bytes"], 3_000_000);
+    assert_eq!(sent["resumed_from"], 0);
+    assert_eq!(std::fs::read(shared_dir.join("photo.bin")).unwrap(), data);
+    let other: Vec<u8> = data.iter().map(|b| b ^ 0x5a).collect();
+    let file = root.join("clip.bin");
+    std::fs::write(&file, &other).unwrap();
+    let sha = sha256_hex(&other);
+    // What a broken transfer leaves behind: the first megabyte in the partial file.
+    std::fs::write(shared_dir.join(format!(".tutti-partial-{sha}")), &other[..1_000_000]).unwrap();
+    let sent = a.ok(&["send", "beta", file.to_str().unwrap()]);
+    assert_eq!(sent["resumed_from"], 1_000_000, "{sent}");
+    assert_eq!(sent["sha256"].as_str(), Some(sha.as_str()));
+    assert_eq!(std::fs::read(shared_dir.join("clip.bin")).unwrap(), other);
+    drop(serve);
 
     // The unpaired third is refused, whichever side calls.
     let (status, err) = c.fails(&["call", a_id, "compute.sha256", "\"hello\""]);

@@ -36,6 +36,9 @@ const PUBLISH_ACK: u8 = 0x13;
 const STREAM_DATA: u8 = 0x20;
 const WINDOW_UPDATE: u8 = 0x21;
 const KEEPALIVE: u8 = 0x30;
+const FILE_OFFER: u8 = 0x40;
+const FILE_ACCEPT: u8 = 0x41;
+const FILE_DONE: u8 = 0x42;
 
 /// Why an RPC failed, as carried in [`ChannelMessage::RpcError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,6 +61,21 @@ impl RpcErrorCode {
     pub const RESOURCE_EXHAUSTED: Self = Self(7);
     /// The service failed.
     pub const INTERNAL: Self = Self(8);
+}
+
+/// How a file transfer ended, as carried in [`ChannelMessage::FileDone`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileStatus(pub u8);
+
+impl FileStatus {
+    /// Every byte arrived and the SHA-256 matches the offer.
+    pub const COMPLETE: Self = Self(0);
+    /// The bytes arrived but their SHA-256 differs from the offer.
+    pub const HASH_MISMATCH: Self = Self(1);
+    /// The receiver does not want the file.
+    pub const REFUSED: Self = Self(2);
+    /// The receiver cannot store the file (no space, I/O error).
+    pub const FAILED: Self = Self(3);
 }
 
 /// One channel message.
@@ -147,6 +165,32 @@ pub enum ChannelMessage<'a> {
         /// Whether this is the answer.
         reply: bool,
     },
+    /// The sender offers a file, whose bytes will travel on stream `stream_id`.
+    FileOffer {
+        /// The stream that will carry the bytes; its offsets are file offsets.
+        stream_id: u32,
+        /// Bytes in the file.
+        size: u64,
+        /// SHA-256 of the whole file.
+        sha256: [u8; 32],
+        /// The file's name, UTF-8, at most 255 bytes, without directories.
+        name: &'a str,
+    },
+    /// The receiver takes the offered file and already has its first `offset` bytes (from an
+    /// earlier, broken transfer of the same content): the sender starts there.
+    FileAccept {
+        /// The stream of the offer.
+        stream_id: u32,
+        /// Where the sender starts.
+        offset: u64,
+    },
+    /// The receiver's last word on a transfer.
+    FileDone {
+        /// The stream of the offer.
+        stream_id: u32,
+        /// How it ended.
+        status: FileStatus,
+    },
 }
 
 fn name_len(s: &str) -> Result<u8, WireError> {
@@ -175,6 +219,9 @@ impl<'a> ChannelMessage<'a> {
             Self::StreamData { .. } => STREAM_DATA,
             Self::WindowUpdate { .. } => WINDOW_UPDATE,
             Self::Keepalive { .. } => KEEPALIVE,
+            Self::FileOffer { .. } => FILE_OFFER,
+            Self::FileAccept { .. } => FILE_ACCEPT,
+            Self::FileDone { .. } => FILE_DONE,
         }
     }
 
@@ -199,6 +246,9 @@ impl<'a> ChannelMessage<'a> {
             Self::StreamData { data, .. } => 12 + data.len(),
             Self::WindowUpdate { .. } => 12,
             Self::Keepalive { .. } => 8,
+            Self::FileOffer { name, .. } => 45 + name.len(),
+            Self::FileAccept { .. } => 12,
+            Self::FileDone { .. } => 5,
         }
     }
 
@@ -258,6 +308,21 @@ impl<'a> ChannelMessage<'a> {
                 w.u64(max_offset)?;
             }
             Self::Keepalive { token, .. } => w.u64(token)?,
+            Self::FileOffer { stream_id, size, sha256, name } => {
+                w.u32(stream_id)?;
+                w.u64(size)?;
+                w.put(&sha256)?;
+                w.u8(name_len(name)?)?;
+                w.put(name.as_bytes())?;
+            }
+            Self::FileAccept { stream_id, offset } => {
+                w.u32(stream_id)?;
+                w.u64(offset)?;
+            }
+            Self::FileDone { stream_id, status } => {
+                w.u32(stream_id)?;
+                w.u8(status.0)?;
+            }
         }
         Ok(w.position())
     }
@@ -313,6 +378,15 @@ impl<'a> ChannelMessage<'a> {
             }
             WINDOW_UPDATE => Self::WindowUpdate { stream_id: b.u32()?, max_offset: b.u64()? },
             KEEPALIVE => Self::Keepalive { token: b.u64()?, reply: flags & FLAG_REPLY != 0 },
+            FILE_OFFER => {
+                let stream_id = b.u32()?;
+                let size = b.u64()?;
+                let sha256 = b.array()?;
+                let name_len = usize::from(b.u8()?);
+                Self::FileOffer { stream_id, size, sha256, name: b.text(name_len)? }
+            }
+            FILE_ACCEPT => Self::FileAccept { stream_id: b.u32()?, offset: b.u64()? },
+            FILE_DONE => Self::FileDone { stream_id: b.u32()?, status: FileStatus(b.u8()?) },
             other => return Err(WireError::UnknownMessageType(other)),
         };
         b.finish()?;
@@ -383,6 +457,9 @@ mod tests {
             ChannelMessage::StreamData { stream_id: 4, offset: 100, fin: true, data: b"tail" },
             ChannelMessage::WindowUpdate { stream_id: 4, max_offset: 65536 },
             ChannelMessage::Keepalive { token: 77, reply: true },
+            ChannelMessage::FileOffer { stream_id: 5, size: 1 << 40, sha256: [7; 32], name: "photo.jpg" },
+            ChannelMessage::FileAccept { stream_id: 5, offset: 4096 },
+            ChannelMessage::FileDone { stream_id: 5, status: FileStatus::HASH_MISMATCH },
         ]
     }
 
@@ -399,6 +476,23 @@ mod tests {
         let m = ChannelMessage::RpcRequest { request_id: 0x0a, deadline_ms: 0x0b, method: "m", payload: b"p" };
         let bytes = encode_messages(&[m]).unwrap();
         assert_eq!(bytes, [1, 0, 0, 15, 0, 0, 0, 0, 0, 0, 0, 0x0a, 0, 0, 0, 0x0b, 1, b'm', b'p']);
+    }
+
+    #[test]
+    fn file_messages_layout_is_as_documented() {
+        let m = ChannelMessage::FileAccept { stream_id: 2, offset: 3 };
+        assert_eq!(encode_messages(&[m]).unwrap(), [0x41, 0, 0, 12, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 3]);
+        let m = ChannelMessage::FileDone { stream_id: 2, status: FileStatus::COMPLETE };
+        assert_eq!(encode_messages(&[m]).unwrap(), [0x42, 0, 0, 5, 0, 0, 0, 2, 0]);
+        let offer = ChannelMessage::FileOffer { stream_id: 1, size: 9, sha256: [0xaa; 32], name: "a" };
+        let bytes = encode_messages(&[offer]).unwrap();
+        assert_eq!(bytes.len(), 4 + 45 + 1);
+        assert_eq!(&bytes[..16], &[0x40, 0, 0, 46, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9]);
+        assert_eq!((bytes[48], bytes[49]), (1, b'a'));
+        // A name length pointing past the body is truncation, not a panic.
+        let mut bad = bytes.clone();
+        bad[48] = 2;
+        assert!(matches!(ChannelMessage::parse_prefix(&bad), Err(WireError::Truncated { .. })));
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub mod pairing;
 mod proptests;
 pub mod session;
 
-pub use channel::{encode_messages, messages, ChannelMessage, Messages, RpcErrorCode};
+pub use channel::{encode_messages, messages, ChannelMessage, FileStatus, Messages, RpcErrorCode};
 pub use discovery::{Beacon, CapabilitySet, DeviceKind, Query};
 pub use error::WireError;
 pub use frame::{encode, encode_to_vec, Frame, FrameBody, FrameType};

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use serde_json::Value;
-use tuttid::api::{ApiError, ErrorKind, Request};
-use tuttid::client::{self, ClientError};
+use tuttid::api::{ApiError, ErrorKind, Request, ServeError};
+use tuttid::client::{self, ClientError, Step};
 use tuttid::state::{default_state_dir, StateDir};
+use tuttid::storage::Storage;
 
 /// Use the devices of the Tutti soft bus from the command line.
 #[derive(Debug, Parser)]
@@ -68,6 +69,93 @@ enum Command {
         #[arg(long)]
         timeout_ms: Option<u64>,
     },
+    /// The capabilities a trusted device offers.
+    Caps {
+        /// The device: id, unique id prefix, or name.
+        device: String,
+    },
+    /// What trusted devices may use on this device.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Answer this daemon's permission prompts (policy `ask`) on the terminal.
+    Prompt {
+        /// Answer every prompt with this instead of asking: allow or deny.
+        #[arg(long, value_parser = ["allow", "deny"])]
+        auto: Option<String>,
+        /// Remember each answer this long (e.g. 30s, 10m, 2h, 1d); this call only if absent.
+        #[arg(long = "for", value_parser = parse_duration)]
+        for_s: Option<u64>,
+    },
+    /// Publish a message on a topic to the devices that subscribed to it.
+    Pub {
+        /// The topic.
+        topic: String,
+        /// The message (text).
+        message: String,
+    },
+    /// Print the messages published on a topic by trusted devices, until interrupted.
+    Sub {
+        /// The topic.
+        topic: String,
+        /// Stop after this many messages.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Send a file to a trusted device (resumes a broken transfer; progress on stderr).
+    Send {
+        /// The device: id, unique id prefix, or name.
+        device: String,
+        /// The file.
+        file: PathBuf,
+    },
+    /// Provide display (text on this terminal) and storage (a directory) to trusted devices.
+    Serve {
+        /// Do not serve display.show.
+        #[arg(long)]
+        no_display: bool,
+        /// Share this directory through storage.get/put/list; received files go there too.
+        #[arg(long)]
+        storage: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Allow, deny or ask before a device uses a capability of this device.
+    Set {
+        /// The device: id, unique id prefix, or name.
+        device: String,
+        /// display, storage, compute, camera, speaker, sensor, or a custom name (e.g. echo).
+        capability: String,
+        /// allow, deny or ask.
+        #[arg(value_parser = ["allow", "deny", "ask"])]
+        decision: String,
+        /// For this long only (e.g. 30s, 10m, 2h, 1d); until changed if absent.
+        #[arg(long = "for", value_parser = parse_duration)]
+        for_s: Option<u64>,
+    },
+    /// The rules, and the default for everything else.
+    List,
+}
+
+/// Seconds in `10m`, `30s`, `2h`, `1d` or a plain number of seconds.
+fn parse_duration(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("{text:?} is not a duration like 30s, 10m, 2h or 1d"))?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown unit {unit:?}: use s, m, h or d")),
+    };
+    n.checked_mul(scale).ok_or_else(|| format!("{text:?} is too long"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +179,13 @@ fn main() -> ExitCode {
             Err(e) => return fail(args.json, &ApiError::new(ErrorKind::BadRequest, e.to_string()), 2),
         },
     };
+    match &args.command {
+        Command::Prompt { auto, for_s } => return prompt(&socket, auto.as_deref(), *for_s),
+        Command::Sub { topic, count } => return subscribe(&socket, args.json, topic, *count),
+        Command::Send { device, file } => return send(&socket, args.json, device, file),
+        Command::Serve { no_display, storage } => return serve(&socket, !no_display, storage.as_deref()),
+        _ => {}
+    }
     let (request, timeout) = match build_request(&args.command) {
         Ok(r) => r,
         Err(e) => return fail(args.json, &e, 2),
@@ -109,6 +204,187 @@ fn main() -> ExitCode {
             fail(args.json, &ApiError::new(ErrorKind::Unreachable, e.to_string()), 3)
         }
         Err(e) => fail(args.json, &ApiError::new(ErrorKind::Internal, e.to_string()), 3),
+    }
+}
+
+/// Ends a streaming command: exit status by the kind of failure.
+fn stream_result(json: bool, result: Result<(), ClientError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(ClientError::Api(e)) => fail(json, &e, 1),
+        Err(e) => fail(json, &ApiError::new(ErrorKind::Unreachable, e.to_string()), 3),
+    }
+}
+
+/// `tutti sub`: prints messages as they come (one JSON object per line with `--json`).
+fn subscribe(socket: &std::path::Path, json: bool, topic: &str, count: Option<u64>) -> ExitCode {
+    let mut seen = 0u64;
+    let mut failure = None;
+    let result = client::stream(socket, &Request::Sub { topic: topic.to_string() }, |line| {
+        if let Some(response) = client::response_of(&line) {
+            return match response {
+                Ok(_) => {
+                    eprintln!("tutti: subscribed to {topic:?}");
+                    Step::Continue
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    Step::Stop
+                }
+            };
+        }
+        let Some(m) = line.get("message") else { return Step::Continue };
+        if json {
+            println!("{m}");
+        } else {
+            println!("[{}] {}: {}", text(m, "topic"), text(m, "from"), text(m, "payload"));
+        }
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        seen += 1;
+        if count.is_some_and(|c| seen >= c) {
+            Step::Stop
+        } else {
+            Step::Continue
+        }
+    });
+    stream_result(json, failure.map_or(result, |e| Err(ClientError::Api(e))))
+}
+
+/// `tutti send`: progress on stderr, the result on stdout.
+fn send(socket: &std::path::Path, json: bool, device: &str, file: &std::path::Path) -> ExitCode {
+    let path = match std::path::absolute(file) {
+        Ok(p) => p,
+        Err(e) => return fail(json, &ApiError::new(ErrorKind::BadRequest, format!("{}: {e}", file.display())), 2),
+    };
+    let request = Request::Send { device: device.to_string(), path: path.display().to_string() };
+    let mut outcome = None;
+    let result = client::stream(socket, &request, |line| {
+        if let Some(response) = client::response_of(&line) {
+            outcome = Some(response);
+            return Step::Stop;
+        }
+        if let Some(p) = line.get("progress") {
+            let sent = p.get("sent").and_then(Value::as_u64).unwrap_or(0);
+            let size = p.get("size").and_then(Value::as_u64).unwrap_or(0).max(1);
+            eprint!("\rtutti: sent {sent} of {size} bytes ({}%)   ", sent.saturating_mul(100) / size);
+        }
+        Step::Continue
+    });
+    eprintln!();
+    match (result, outcome) {
+        (Ok(()), Some(Ok(v))) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                let resumed = v.get("resumed_from").and_then(Value::as_u64).unwrap_or(0);
+                let note = if resumed > 0 { format!(", resumed at byte {resumed}") } else { String::new() };
+                println!(
+                    "Sent {} ({} bytes, sha256 {}){note}",
+                    text(&v, "name"),
+                    text(&v, "bytes"),
+                    text(&v, "sha256")
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        (Ok(()), Some(Err(e))) => fail(json, &e, 1),
+        (Ok(()), None) => fail(json, &ApiError::new(ErrorKind::Unreachable, "the daemon closed the connection"), 3),
+        (Err(e), _) => stream_result(json, Err(e)),
+    }
+}
+
+/// `tutti serve`: shows `display.show` text here and serves a storage directory.
+fn serve(socket: &std::path::Path, display: bool, storage: Option<&std::path::Path>) -> ExitCode {
+    let shared = match storage.map(Storage::new).transpose() {
+        Ok(s) => s,
+        Err(e) => return fail(false, &ApiError::new(ErrorKind::BadRequest, e.to_string()), 2),
+    };
+    let request = Request::Serve { display, storage: shared.as_ref().map(|s| s.root().display().to_string()) };
+    let mut failure = None;
+    let result = client::stream(socket, &request, |line| {
+        if let Some(response) = client::response_of(&line) {
+            match response {
+                Ok(v) if v.get("serving").is_some() => eprintln!("tutti: serving {}", v["serving"]),
+                Ok(_) => {}
+                Err(e) if failure.is_none() && e.kind == ErrorKind::BadRequest => {
+                    failure = Some(e);
+                    return Step::Stop;
+                }
+                Err(e) => eprintln!("tutti: {e}"),
+            }
+            return Step::Continue;
+        }
+        let Some(r) = line.get("request") else { return Step::Continue };
+        let id = r.get("id").and_then(Value::as_u64).unwrap_or(0);
+        let method = text(r, "method");
+        let payload = r.get("payload").cloned().unwrap_or(Value::Null);
+        let answer = serve_one(display, shared.as_ref(), &method, &payload, r);
+        let (result, error) = match answer {
+            Ok(v) => (Some(v), None),
+            Err(e) => (None, Some(e)),
+        };
+        Step::Reply(Request::ServeReply { id, result, error })
+    });
+    stream_result(false, failure.map_or(result, |e| Err(ClientError::Api(e))))
+}
+
+/// Serves one forwarded request.
+fn serve_one(
+    display: bool,
+    storage: Option<&Storage>,
+    method: &str,
+    payload: &Value,
+    request: &Value,
+) -> Result<Value, ServeError> {
+    let err = |code: u16, message: String| ServeError { code, message };
+    match method {
+        "display.show" if display => {
+            let shown = match payload {
+                Value::String(s) => s.clone(),
+                other => other.get("text").and_then(Value::as_str).map_or_else(|| other.to_string(), str::to_string),
+            };
+            // Control characters could drive the terminal: show them escaped.
+            let safe: String = shown
+                .chars()
+                .flat_map(
+                    |c| if c.is_control() && c != '\n' { c.escape_default().collect::<Vec<_>>() } else { vec![c] },
+                )
+                .collect();
+            println!("[{}] {safe}", text(request, "name"));
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            Ok(serde_json::json!({ "shown": true, "chars": shown.chars().count() }))
+        }
+        m if m.starts_with("storage.") => {
+            let storage = storage.ok_or_else(|| err(6, "this device shares no storage directory".into()))?;
+            let bytes = serde_json::to_vec(payload).unwrap_or_default();
+            storage.serve(m, &bytes).map_err(|e| err(e.code().0, e.to_string()))
+        }
+        other => Err(err(1, format!("no method {other:?} here"))),
+    }
+}
+
+/// `tutti prompt`: answers prompts until the daemon goes away.
+fn prompt(socket: &std::path::Path, auto: Option<&str>, for_s: Option<u64>) -> ExitCode {
+    eprintln!("tutti: answering permission prompts of {} (Ctrl-C to stop)", socket.display());
+    let decide = |p: &Value| -> (bool, Option<u64>) {
+        let who = format!("{} ({})", text(p, "name"), text(p, "device"));
+        let what = format!("{} through {}", text(p, "capability"), text(p, "method"));
+        if let Some(auto) = auto {
+            let allow = auto == "allow";
+            eprintln!("tutti: {} {who} to use {what}", if allow { "allowed" } else { "denied" });
+            return (allow, for_s);
+        }
+        eprint!("Allow {who} to use {what}? [y/N] ");
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+        (matches!(line.trim(), "y" | "Y" | "yes"), for_s)
+    };
+    match client::watch_prompts(socket, decide) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tutti: {e}");
+            ExitCode::from(3)
+        }
     }
 }
 
@@ -152,6 +428,23 @@ fn build_request(command: &Command) -> Result<(Request, Duration), ApiError> {
             };
             let wait = Duration::from_millis(timeout_ms.unwrap_or(10_000)) + Duration::from_secs(10);
             (Request::Call { device: device.clone(), method: method.clone(), payload, timeout_ms: *timeout_ms }, wait)
+        }
+        Command::Caps { device } => (Request::Caps { device: device.clone() }, Duration::from_secs(20)),
+        Command::Policy { command: PolicyCommand::Set { device, capability, decision, for_s } } => (
+            Request::PolicySet {
+                device: device.clone(),
+                capability: capability.clone(),
+                decision: decision.clone(),
+                for_s: *for_s,
+            },
+            short,
+        ),
+        Command::Policy { command: PolicyCommand::List } => (Request::PolicyList, short),
+        Command::Pub { topic, message } => {
+            (Request::Pub { topic: topic.clone(), message: message.clone() }, Duration::from_secs(30))
+        }
+        Command::Prompt { .. } | Command::Sub { .. } | Command::Send { .. } | Command::Serve { .. } => {
+            return Err(ApiError::new(ErrorKind::Internal, "this command is not a single request"));
         }
     })
 }
@@ -231,5 +524,70 @@ fn print_human(command: &Command, result: &Value) {
             let response = result.get("response").cloned().unwrap_or(Value::Null);
             println!("{}", serde_json::to_string_pretty(&response).unwrap_or_default());
         }
+        Command::Caps { .. } => {
+            println!("{:<12} ATTRIBUTES", "CAPABILITY");
+            for c in result.get("capabilities").and_then(Value::as_array).cloned().unwrap_or_default() {
+                let attrs = c.get("attributes").and_then(Value::as_object).cloned().unwrap_or_default();
+                let attrs: Vec<String> =
+                    attrs.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
+                println!("{:<12} {}", text(&c, "capability"), attrs.join(" "));
+            }
+        }
+        Command::Policy { command: PolicyCommand::Set { .. } } => {
+            let until = match result.get("until").and_then(Value::as_u64) {
+                Some(u) => format!(" until {u} (unix s)"),
+                None => String::new(),
+            };
+            println!(
+                "{} may {} {}{until}",
+                text(result, "device"),
+                match text(result, "decision").as_str() {
+                    "allow" => "use",
+                    "deny" => "not use",
+                    _ => "ask to use",
+                },
+                text(result, "capability")
+            );
+        }
+        Command::Policy { command: PolicyCommand::List } => {
+            println!("default: {}", text(result, "default"));
+            let rules = result.get("rules").and_then(Value::as_array).cloned().unwrap_or_default();
+            if rules.is_empty() {
+                println!("no rules");
+                return;
+            }
+            println!("{:<40} {:<16} {:<12} {:<6} EXPIRES IN", "DEVICE", "NAME", "CAPABILITY", "RULE");
+            for r in rules {
+                let expires = r.get("expires_in_s").and_then(Value::as_u64).map_or("-".into(), |s| format!("{s} s"));
+                println!(
+                    "{:<40} {:<16} {:<12} {:<6} {expires}",
+                    text(&r, "device"),
+                    text(&r, "name"),
+                    text(&r, "capability"),
+                    text(&r, "decision")
+                );
+            }
+        }
+        Command::Pub { topic, .. } => {
+            let n = result.get("delivered_to").and_then(Value::as_array).map_or(0, Vec::len);
+            println!("Published on {topic:?} to {n} device(s)");
+        }
+        Command::Prompt { .. } | Command::Sub { .. } | Command::Send { .. } | Command::Serve { .. } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10m"), Ok(600));
+        assert_eq!(parse_duration("30"), Ok(30));
+        assert_eq!(parse_duration("2h"), Ok(7200));
+        assert_eq!(parse_duration("1d"), Ok(86_400));
+        assert!(parse_duration("5w").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
     }
 }

@@ -13,14 +13,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use softbus::connection::{first_frame_type, CloseReason, Connection, ConnectionEvent, FrameReader};
+use softbus::file::FileOffer;
 use softbus::identity::DeviceId;
-use softbus::rpc::{RpcClient, RpcOutcome, RpcServer, ServerEvent};
+use softbus::pubsub::{PubSub, PubSubEvent};
+use softbus::rpc::{RpcClient, RpcError, RpcOutcome, RpcServer, ServerEvent};
 use softbus::session::SessionError;
-use softbus::wire::{messages, FrameType};
+use softbus::wire::{messages, FileStatus, FrameType, RpcErrorCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
+use super::files::{self, Files};
+use super::permissions::{self, Verdict};
+use super::provider;
 use super::{lock, LinkCommand, Shared};
 use crate::api::{ApiError, ErrorKind};
 use crate::services;
@@ -143,9 +148,66 @@ fn close_error(reason: &CloseReason, peer: Option<DeviceId>, heard: bool) -> Api
     }
 }
 
+/// Answers `request_id` with what serving it gave.
+fn answer(server: &mut RpcServer, request_id: u64, served: provider::Served) -> Result<(), RpcError> {
+    match served {
+        Ok(bytes) => server.respond(request_id, &bytes),
+        Err((code, message)) => server.fail(request_id, code, &message),
+    }
+}
+
+/// Hands a publication to the local subscribers of `topic`.
+fn deliver(shared: &Shared, from: DeviceId, topic: &str, seq: u64, payload: &[u8]) {
+    let line = serde_json::json!({ "message": {
+        "topic": topic, "from": from.to_string(), "seq": seq, "payload": String::from_utf8_lossy(payload),
+    }});
+    let mut topics = lock(&shared.topics);
+    if let Some(subscribers) = topics.get_mut(topic) {
+        subscribers.retain(|tx| !tx.is_closed());
+        for tx in subscribers.iter() {
+            if tx.try_send(line.clone()).is_err() {
+                tracing::warn!(%topic, "a local subscriber is too slow; a message was dropped for it");
+            }
+        }
+    }
+}
+
+/// Decides about a file offer: the policy of the storage capability, the name, maybe a prompt.
+fn decide_offer(
+    shared: &Arc<Shared>,
+    tx: &mpsc::Sender<LinkCommand>,
+    files: &mut Files,
+    peer: DeviceId,
+    offer: FileOffer,
+) {
+    if files::safe_name(&offer.name).is_none() {
+        tracing::warn!(%peer, name = ?offer.name, "refused a file with an unsafe name");
+        files.refuse(offer.stream_id, FileStatus::REFUSED);
+        return;
+    }
+    match permissions::check(shared, &peer, "storage.receive") {
+        Verdict::Serve => files.accept(offer, &provider::receive_dir(shared)),
+        Verdict::Deny(_) => {
+            tracing::info!(%peer, name = %offer.name, "file refused by the policy");
+            files.refuse(offer.stream_id, FileStatus::REFUSED);
+        }
+        Verdict::Ask(capability) => {
+            let (shared, tx) = (shared.clone(), tx.clone());
+            tokio::spawn(async move {
+                let method = format!("storage.receive {}", offer.name);
+                let allowed = permissions::ask(shared, peer, capability, method).await;
+                let _ = tx.send(LinkCommand::OfferDecided { offer, allowed }).await;
+            });
+        }
+    }
+}
+
 fn outcome_to_result(outcome: RpcOutcome) -> Result<Vec<u8>, ApiError> {
     match outcome {
         RpcOutcome::Response(bytes) => Ok(bytes),
+        RpcOutcome::Error { code: RpcErrorCode::PERMISSION_DENIED, message } => {
+            Err(ApiError::new(ErrorKind::PermissionDenied, format!("permission denied: {message}")))
+        }
         RpcOutcome::Error { code, message } => {
             Err(ApiError::new(ErrorKind::Remote, format!("the service answered error {}: {message}", code.0)))
         }
@@ -167,6 +229,8 @@ async fn run(
     let (tx, mut rx) = mpsc::channel::<LinkCommand>(64);
     let mut client = RpcClient::default();
     let mut server = RpcServer::default();
+    let mut pubsub = PubSub::default();
+    let mut files = Files::default();
     let mut pending: HashMap<u64, oneshot::Sender<Result<Vec<u8>, ApiError>>> = HashMap::new();
     let mut peer_id: Option<DeviceId> = None;
     let mut heard = false;
@@ -190,6 +254,12 @@ async fn run(
                     tracing::info!(peer = %peer.device_id, "session established");
                     peer_id = Some(peer.device_id);
                     lock(&shared.links).insert(peer.device_id, tx.clone());
+                    let topics: Vec<String> = lock(&shared.topics).keys().cloned().collect();
+                    for topic in topics {
+                        if let Err(e) = pubsub.subscribe(&topic) {
+                            tracing::warn!(%topic, error = %e, "cannot subscribe");
+                        }
+                    }
                     if let Some(r) = ready.take() {
                         let _ = r.send(Ok(tx.clone()));
                     }
@@ -202,6 +272,10 @@ async fn run(
                                 client.handle_message(&m);
                                 if let Err(e) = server.handle_message(&m) {
                                     tracing::debug!(error = %e, "request refused");
+                                }
+                                pubsub.handle_message(&m);
+                                if let (Some(offer), Some(peer)) = (files.handle_message(&m), peer_id) {
+                                    decide_offer(&shared, &tx, &mut files, peer, offer);
                                 }
                             }
                             Err(e) => {
@@ -218,6 +292,7 @@ async fn run(
                         _ => tracing::debug!(%reason, "connection ended before the handshake completed"),
                     }
                     let err = close_error(&reason, peer_id, heard);
+                    files.session_lost(&err.message);
                     for (_, waiter) in pending.drain() {
                         let _ = waiter.send(Err(err.clone()));
                     }
@@ -236,15 +311,49 @@ async fn run(
             }
         }
         while let Some(event) = server.poll_event() {
-            if let ServerEvent::Request(req) = event {
-                tracing::debug!(peer = ?peer_id, method = %req.method, bytes = req.payload.len(), "request");
-                let answered = match services::serve(&req.method, &req.payload) {
-                    Ok(bytes) => server.respond(req.request_id, &bytes),
-                    Err((code, message)) => server.fail(req.request_id, code, &message),
-                };
-                if let Err(e) = answered {
-                    tracing::warn!(error = %e, "could not answer a request");
+            let (ServerEvent::Request(req), Some(peer)) = (event, peer_id) else { continue };
+            tracing::debug!(%peer, method = %req.method, bytes = req.payload.len(), "request");
+            let verdict = permissions::check(&shared, &peer, &req.method);
+            let answered = match verdict {
+                Verdict::Serve if req.method != permissions::CAPS_METHOD && !provider::is_provided(&req.method) => {
+                    answer(&mut server, req.request_id, services::serve(&req.method, &req.payload))
                 }
+                Verdict::Deny(message) => {
+                    tracing::info!(%peer, method = %req.method, "refused by the policy");
+                    server.fail(req.request_id, RpcErrorCode::PERMISSION_DENIED, &message)
+                }
+                Verdict::Serve | Verdict::Ask(_) => {
+                    let (shared, tx) = (shared.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        let allowed = match verdict {
+                            Verdict::Ask(capability) => {
+                                permissions::ask(shared.clone(), peer, capability, req.method.clone()).await
+                            }
+                            _ => true,
+                        };
+                        let served = if allowed {
+                            provider::serve(shared.clone(), peer, req.method, req.payload).await
+                        } else {
+                            let message = format!("the user of {} did not allow this call", shared.name);
+                            Err((RpcErrorCode::PERMISSION_DENIED, message))
+                        };
+                        let _ = tx.send(LinkCommand::Answer { request_id: req.request_id, served }).await;
+                    });
+                    Ok(())
+                }
+            };
+            if let Err(e) = answered {
+                tracing::warn!(error = %e, "could not answer a request");
+            }
+        }
+        while let Some(event) = pubsub.poll_event() {
+            if let (PubSubEvent::Message { topic, seq, payload }, Some(peer)) = (event, peer_id) {
+                deliver(&shared, peer, &topic, seq, &payload);
+            }
+        }
+        for plaintext in files.pump() {
+            if let Err(e) = conn.send(&plaintext) {
+                tracing::warn!(error = %e, "could not send a record");
             }
         }
         while let Some(event) = client.poll_event() {
@@ -252,7 +361,9 @@ async fn run(
                 let _ = waiter.send(outcome_to_result(event.outcome));
             }
         }
-        while let Some(plaintext) = client.poll_transmit().or_else(|| server.poll_transmit()) {
+        while let Some(plaintext) =
+            client.poll_transmit().or_else(|| server.poll_transmit()).or_else(|| pubsub.poll_transmit())
+        {
             if let Err(e) = conn.send(&plaintext) {
                 tracing::warn!(error = %e, "could not send a record");
             }
@@ -271,7 +382,7 @@ async fn run(
         if conn.is_closed() {
             continue;
         }
-        let next = [conn.poll_at(), client.poll_at()].into_iter().flatten().min();
+        let next = [conn.poll_at(), client.poll_at(), pubsub.poll_at()].into_iter().flatten().min();
         let wake =
             next.map_or_else(|| shared.deadline(shared.now()) + Duration::from_secs(3600), |at| shared.deadline(at));
         tokio::select! {
@@ -296,9 +407,38 @@ async fn run(
                         }
                     }
                 }
+                Some(LinkCommand::Answer { request_id, served }) => {
+                    // The caller may have cancelled meanwhile: then there is nobody to answer.
+                    if let Err(e) = answer(&mut server, request_id, served) {
+                        tracing::debug!(error = %e, "late answer not sent");
+                    }
+                }
+                Some(LinkCommand::Subscribe { topic }) => {
+                    if let Err(e) = pubsub.subscribe(&topic) {
+                        tracing::warn!(%topic, error = %e, "cannot subscribe");
+                    }
+                }
+                Some(LinkCommand::Publish { topic, payload, reply }) => {
+                    let published = pubsub.publish(shared.now(), &topic, &payload);
+                    if let Err(e) = &published {
+                        tracing::warn!(%topic, error = %e, "cannot publish");
+                    }
+                    let _ = reply.send(matches!(published, Ok(Some(_))));
+                }
+                Some(LinkCommand::SendFile { name, file, size, sha256, progress }) => {
+                    files.send(name, file, size, sha256, progress);
+                }
+                Some(LinkCommand::OfferDecided { offer, allowed }) => {
+                    if allowed {
+                        files.accept(offer, &provider::receive_dir(&shared));
+                    } else {
+                        files.refuse(offer.stream_id, FileStatus::REFUSED);
+                    }
+                }
                 Some(LinkCommand::Close) => conn.close_local(),
                 None => {}
             },
+            () = std::future::ready(()), if files.busy() => {}
             _ = tokio::time::sleep_until(wake) => {
                 let now = shared.now();
                 conn.poll(now);

@@ -10,7 +10,11 @@
 //! - `link`: one task per TCP session, driving `softbus::connection::Connection` and an RPC
 //!   client and server over it, serving the built-in services;
 //! - `pairing`: pairing over TCP, as the device that typed the code or the one showing it;
-//! - `local_api`: the Unix socket of the local API.
+//! - `local_api`: the Unix socket of the local API;
+//! - `permissions`: the policy check of each incoming call and the `ask` prompts;
+//! - `provider`: display and storage, served through a connected `tutti serve`;
+//! - `files`: the file I/O of transfers (`tutti send`), resumable;
+//! - `streams`: the long-lived local API requests (`sub`, `send`, `serve`) and `pub`.
 //!
 //! The TCP listener looks at the first frame of each connection: a handshake starts a session,
 //! a pairing frame a pairing. Incoming connections are bounded (at most
@@ -18,9 +22,13 @@
 //! `softbus`, and what they refuse is logged, never trusted.
 
 mod discovery;
+mod files;
 mod link;
 mod local_api;
 mod pairing;
+mod permissions;
+mod provider;
+mod streams;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,6 +36,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use softbus::capability::Policy;
 use softbus::discovery::{Advertisement, Discovery, DiscoveryConfig};
 use softbus::identity::{DeviceId, Identity};
 use softbus::pairing::PairingOffer;
@@ -88,6 +97,23 @@ impl From<ConfigError> for DaemonError {
 pub(crate) enum LinkCommand {
     /// Call `method` on the peer.
     Call { method: String, payload: Vec<u8>, timeout: Duration, reply: oneshot::Sender<Result<Vec<u8>, ApiError>> },
+    /// The answer to request `request_id`, computed outside the task (after a prompt, or by
+    /// a `tutti serve` client).
+    Answer { request_id: u64, served: provider::Served },
+    /// Subscribe to `topic` on this session.
+    Subscribe { topic: String },
+    /// Publish on `topic`; the reply says whether the peer subscribed.
+    Publish { topic: String, payload: Vec<u8>, reply: oneshot::Sender<bool> },
+    /// Send a file.
+    SendFile {
+        name: String,
+        file: std::fs::File,
+        size: u64,
+        sha256: [u8; 32],
+        progress: mpsc::UnboundedSender<files::SendProgress>,
+    },
+    /// The policy (or the local user) decided about a file offer.
+    OfferDecided { offer: softbus::file::FileOffer, allowed: bool },
     /// Close the session (the peer was revoked).
     Close,
 }
@@ -108,6 +134,17 @@ pub(crate) struct Shared {
     addrs: Mutex<HashMap<DeviceId, SocketAddr>>,
     offer: Mutex<Option<PairingOffer>>,
     links: Mutex<HashMap<DeviceId, mpsc::Sender<LinkCommand>>>,
+    /// What trusted devices may use (`policy.json`).
+    policy: Mutex<Policy>,
+    /// Connected prompt clients, newest last.
+    prompters: Mutex<Vec<mpsc::Sender<permissions::PendingPrompt>>>,
+    /// Prompts written to a prompt client and not answered yet, by id.
+    pending_prompts: Mutex<HashMap<u64, oneshot::Sender<permissions::PromptAnswer>>>,
+    next_prompt: Mutex<u64>,
+    /// The connected `tutti serve` client.
+    provider: Mutex<Option<provider::Provider>>,
+    /// Local subscribers (`tutti sub`) by topic; each gets message lines.
+    topics: Mutex<HashMap<String, Vec<mpsc::Sender<serde_json::Value>>>>,
     /// Held while opening a session, so concurrent calls to one device share one session.
     dialing: tokio::sync::Mutex<()>,
 }
@@ -232,6 +269,7 @@ pub async fn run(state: StateDir, config: Config) -> Result<(), DaemonError> {
     let mut rng = SeededRng::from_seed(seed);
     let (identity, created) = state.load_or_create_identity(|| Identity::generate(&mut rng))?;
     let trust = state.load_trust()?;
+    let policy = state.load_policy(config.policy.default_decision()?)?;
     let name = config.name.clone().unwrap_or_else(host_name);
     if created {
         tracing::info!(device = %identity.device_id(), "created a new device identity");
@@ -283,6 +321,12 @@ pub async fn run(state: StateDir, config: Config) -> Result<(), DaemonError> {
         addrs: Mutex::new(HashMap::new()),
         offer: Mutex::new(None),
         links: Mutex::new(HashMap::new()),
+        policy: Mutex::new(policy),
+        prompters: Mutex::new(Vec::new()),
+        pending_prompts: Mutex::new(HashMap::new()),
+        next_prompt: Mutex::new(0),
+        provider: Mutex::new(None),
+        topics: Mutex::new(HashMap::new()),
         dialing: tokio::sync::Mutex::new(()),
     });
 

@@ -17,6 +17,7 @@
 
 mod boot;
 mod ipc;
+mod softbus;
 
 use crate::{root, step, Failure};
 use std::collections::BTreeMap;
@@ -38,17 +39,20 @@ pub enum Benchmark {
     Boot,
     /// Microkernel primitives against Linux: IPC, null system call, notification, page fault.
     Ipc,
+    /// The soft bus between two tuttid daemons on loopback, beside plain TCP.
+    Softbus,
 }
 
 impl Benchmark {
     /// Every benchmark, in the order `cargo xtask bench` runs them.
-    pub const ALL: [Benchmark; 2] = [Benchmark::Boot, Benchmark::Ipc];
+    pub const ALL: [Benchmark; 3] = [Benchmark::Boot, Benchmark::Ipc, Benchmark::Softbus];
 
     /// The benchmark's name, as on the command line and in `<name>.json`.
     pub fn name(self) -> &'static str {
         match self {
             Benchmark::Boot => "boot",
             Benchmark::Ipc => "ipc",
+            Benchmark::Softbus => "softbus",
         }
     }
 }
@@ -79,6 +83,7 @@ pub fn run(which: Option<Benchmark>, out_dir: &Path, options: &Options) -> Resul
         let report = match benchmark {
             Benchmark::Boot => boot::run(options)?,
             Benchmark::Ipc => ipc::run(options)?,
+            Benchmark::Softbus => softbus::run(options)?,
         };
         println!("\n{}", report.markdown);
         let json_path = out_dir.join(format!("{}.json", benchmark.name()));
