@@ -42,3 +42,25 @@ pub fn scratch_file(name: &str, bytes: &[u8]) -> PathBuf {
     std::fs::write(&path, bytes).expect("cannot write a scratch file");
     path
 }
+
+/// The boot archive under test with `etc/services` replaced by `manifest` (or removed), written
+/// to the scratch file `name`.
+pub fn archive_with_manifest(name: &str, manifest: Option<&str>) -> PathBuf {
+    let bytes = std::fs::read(archive()).expect("the boot archive");
+    let original = newc::Archive::new(&bytes).expect("a valid archive");
+    let mut writer = newc::Writer::new();
+    for entry in original.entries() {
+        if entry.name == "etc/services" {
+            continue;
+        }
+        if entry.is_dir() {
+            writer.dir(entry.name, 0o755);
+        } else if entry.is_file() {
+            writer.file(entry.name, 0o755, entry.data);
+        }
+    }
+    if let Some(text) = manifest {
+        writer.file("etc/services", 0o644, text.as_bytes());
+    }
+    scratch_file(name, &writer.finish())
+}

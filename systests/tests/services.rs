@@ -5,29 +5,7 @@
 //! manifest in place of `/etc/services`.
 
 use abi::exit::ExitCode;
-use std::path::PathBuf;
-use systests::{archive, scratch_file, tutti};
-
-/// The standard boot archive with `etc/services` replaced by `manifest` (or removed).
-fn archive_with(name: &str, manifest: Option<&str>) -> PathBuf {
-    let bytes = std::fs::read(archive()).expect("the boot archive");
-    let original = newc::Archive::new(&bytes).expect("a valid archive");
-    let mut writer = newc::Writer::new();
-    for entry in original.entries() {
-        if entry.name == "etc/services" {
-            continue;
-        }
-        if entry.is_dir() {
-            writer.dir(entry.name, 0o755);
-        } else if entry.is_file() {
-            writer.file(entry.name, 0o755, entry.data);
-        }
-    }
-    if let Some(text) = manifest {
-        writer.file("etc/services", 0o644, text.as_bytes());
-    }
-    scratch_file(name, &writer.finish())
-}
+use systests::{archive_with_manifest, tutti};
 
 const SERVICES: &str = "\
 service names
@@ -66,7 +44,7 @@ service check
 
 #[test]
 fn services_start_resolve_restart_and_back_off() {
-    let run = tutti("").initrd(archive_with("services.cpio", Some(SERVICES))).run().unwrap();
+    let run = tutti("").initrd(archive_with_manifest("services.cpio", Some(SERVICES))).run().unwrap();
     run.assert_exit(ExitCode::Success)
         .assert_printed("init: started service names (/bin/svc_names, priority 40)")
         .assert_printed("init: the name service is ready")
@@ -90,7 +68,7 @@ fn services_start_resolve_restart_and_back_off() {
 
 #[test]
 fn the_console_driver_edits_lines_from_its_interrupt_path() {
-    let run = tutti("").initrd(archive_with("services-console.cpio", Some(SERVICES))).run().unwrap();
+    let run = tutti("").initrd(archive_with_manifest("services-console.cpio", Some(SERVICES))).run().unwrap();
     run.assert_exit(ExitCode::Success)
         .assert_printed("svc_check: written through the console service")
         // the echo of the edited input: backspace erases on the terminal
@@ -109,7 +87,7 @@ fn the_console_driver_edits_lines_from_its_interrupt_path() {
 fn a_malformed_manifest_starts_nothing_and_names_each_bad_line() {
     let bad =
         "service names\n    program /bin/svc_names\n    priority 99\nservice console\n    irq 4\n    frobnicate\n";
-    let run = tutti("").initrd(archive_with("services-bad.cpio", Some(bad))).run().unwrap();
+    let run = tutti("").initrd(archive_with_manifest("services-bad.cpio", Some(bad))).run().unwrap();
     run.assert_exit(ExitCode::InitFailed)
         .assert_printed("init: /etc/services line 3: priority `99` out of range (0 to 62)")
         .assert_printed("init: /etc/services line 6: unknown keyword `frobnicate`")
@@ -121,7 +99,7 @@ fn a_malformed_manifest_starts_nothing_and_names_each_bad_line() {
 #[test]
 fn without_a_manifest_init_greets_and_exits() {
     tutti("")
-        .initrd(archive_with("services-none.cpio", None))
+        .initrd(archive_with_manifest("services-none.cpio", None))
         .run()
         .unwrap()
         .assert_exit(ExitCode::Success)

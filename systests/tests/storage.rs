@@ -5,7 +5,7 @@
 
 use abi::exit::ExitCode;
 use std::path::PathBuf;
-use systests::{archive, scratch_file, tutti};
+use systests::{archive_with_manifest, scratch_file, tutti};
 
 const SECTOR: usize = 512;
 /// Sector 0 as the host writes it (blk_test checks the same pattern).
@@ -68,25 +68,6 @@ fn without_a_disk_the_driver_reports_no_device() {
     assert!(run.crash().is_none());
 }
 
-/// The standard boot archive with `etc/services` replaced by `manifest`.
-fn archive_with(name: &str, manifest: &str) -> PathBuf {
-    let bytes = std::fs::read(archive()).expect("the boot archive");
-    let original = newc::Archive::new(&bytes).expect("a valid archive");
-    let mut writer = newc::Writer::new();
-    for entry in original.entries() {
-        if entry.name == "etc/services" {
-            continue;
-        }
-        if entry.is_dir() {
-            writer.dir(entry.name, 0o755);
-        } else if entry.is_file() {
-            writer.file(entry.name, 0o755, entry.data);
-        }
-    }
-    writer.file("etc/services", 0o644, manifest.as_bytes());
-    scratch_file(name, &writer.finish())
-}
-
 #[test]
 fn the_pci_service_lists_the_bus_with_only_the_configuration_ports() {
     let manifest = "\
@@ -100,7 +81,7 @@ service pci
     let disk = image("pci-list.img");
     let drive = format!("file={},if=none,id=d0,format=raw", disk.display());
     let run = tutti("")
-        .initrd(archive_with("pci.cpio", manifest))
+        .initrd(archive_with_manifest("pci.cpio", Some(manifest)))
         .arg("-drive")
         .arg(&drive)
         .arg("-device")
