@@ -83,10 +83,17 @@ pub enum Sys {
     IrqBind = 28,
     /// Unmasks interrupt line `a0` of the range of the handle (CONTROL) after handling it.
     IrqAck = 29,
+    /// Binds the notification of the handle (RECEIVE) to the calling thread: while the thread
+    /// waits in `Recv`/`ReplyRecv`, a signal of the notification ends the wait with a message
+    /// labelled `label::NOTIFY` carrying the bits in word 0. `a0` = 1 unbinds instead.
+    NotificationBind = 30,
+    /// Signals bits `a1` on the notification `a0` (SEND) when the task of the handle (CONTROL)
+    /// ends, however it ends. At most 8 watches per task.
+    TaskWatch = 31,
 }
 
 impl Sys {
-    pub const ALL: [Sys; 30] = [
+    pub const ALL: [Sys; 32] = [
         Sys::DebugWrite,
         Sys::Exit,
         Sys::Yield,
@@ -117,6 +124,8 @@ impl Sys {
         Sys::PortWrite,
         Sys::IrqBind,
         Sys::IrqAck,
+        Sys::NotificationBind,
+        Sys::TaskWatch,
     ];
 
     pub fn from_number(n: u16) -> Option<Sys> {
@@ -212,6 +221,8 @@ pub const TASK_NAME_MAX: usize = 32;
 pub mod label {
     /// A fault message to a task's supervisor: words = vector, error code, address, rip.
     pub const FAULT: u32 = 0xffff_0001;
+    /// The bound notification was signalled while the thread received: word 0 = the bits.
+    pub const NOTIFY: u32 = 0xffff_0002;
 }
 
 /// Object types reported by `CapInfo`.

@@ -105,6 +105,11 @@ impl<M: Machine> Kernel<M> {
         if !self.thread(caller).is_some_and(|c| c.state == State::AwaitingReply(id) && !c.in_fault) {
             return false;
         }
+        // Pending signals of a bound notification end the receive at once: the general path.
+        let bound_pending = self.t(id).bound.and_then(|n| self.notifications.get(n)).is_some_and(|n| n.bits != 0);
+        if bound_pending {
+            return false;
+        }
         let Some(cap) = self.tasks.get(task).and_then(|t| t.caps.check(handle, Rights::RECEIVE).ok()) else {
             return false;
         };
@@ -191,9 +196,15 @@ impl<M: Machine> Kernel<M> {
             self.t(caller).state = State::AwaitingReply(id);
             return Ok(Some(result));
         }
+        // Signals of the bound notification that came while nobody received.
+        let bits = self.take_bound_bits(id);
+        if bits != 0 {
+            return Ok(Some(Return::ok([abi::syscall::label::NOTIFY as u64, bits, 0, 0, 0, 0, 0])));
+        }
         if timeout == 0 {
             return Err(Error::WouldBlock);
         }
+        let endpoint = self.endpoints.get_mut(ep).ok_or(Error::InvalidHandle)?;
         endpoint.receivers.push_back(id);
         self.block_current(State::Receiving(ep), timeout);
         Ok(None)

@@ -282,6 +282,7 @@ impl<M: Machine> Kernel<M> {
             supervisor: None,
             parent: Some((task, quota)),
             mappings: Vec::new(),
+            watchers: Vec::new(),
         });
         // The child belongs to its creator: it ends when the creator ends.
         self.task_mut(task).expect("looked up above").owned.push(Object::Task(child));

@@ -90,6 +90,14 @@ pub struct Devices {
     pub irq_lines: u8,
 }
 
+/// The most notifications that watch one task (`TaskWatch`).
+pub const MAX_WATCHERS: usize = 8;
+
+/// What a receive returns when the bound notification was signalled.
+fn notify_return(bits: u64) -> Return {
+    Return::ok([abi::syscall::label::NOTIFY as u64, bits, 0, 0, 0, 0, 0])
+}
+
 /// The most interrupt lines the kernel routes.
 pub const MAX_IRQ_LINES: usize = 24;
 
@@ -163,6 +171,8 @@ pub struct Task<S> {
     parent: Option<(TaskId, u64)>,
     /// Memory objects mapped into this task: (object, address, pages).
     mappings: Vec<(MemoryId, u64, u64)>,
+    /// Notifications to signal when this task ends (`TaskWatch`).
+    watchers: Vec<(NotificationId, u64)>,
 }
 
 impl<S> Task<S> {
@@ -223,6 +233,8 @@ pub struct Thread<C> {
     outgoing: Message,
     /// Its call is a fault message: the reply resumes it with its registers untouched.
     in_fault: bool,
+    /// A notification whose signals also end its receives (`NotificationBind`).
+    bound: Option<NotificationId>,
     pub context: C,
 }
 
@@ -238,6 +250,8 @@ pub struct Endpoint {
 pub struct Notification {
     bits: u64,
     waiters: VecDeque<ThreadId>,
+    /// The thread it is bound to (`NotificationBind`).
+    bound: Option<ThreadId>,
 }
 
 /// Why a task could not be created.
@@ -426,6 +440,7 @@ impl<M: Machine> Kernel<M> {
             supervisor: None,
             parent: None,
             mappings: Vec::new(),
+            watchers: Vec::new(),
         })
     }
 
@@ -442,6 +457,7 @@ impl<M: Machine> Kernel<M> {
             serving: None,
             outgoing: Message::default(),
             in_fault: false,
+            bound: None,
             context,
         });
         self.task_mut(task).expect("checked above").threads.push(id);
@@ -718,6 +734,21 @@ impl<M: Machine> Kernel<M> {
                 }
                 done([0; 7])
             }
+            Sys::NotificationBind => {
+                let n = self.notification(task, handle, Rights::RECEIVE)?;
+                self.bind(id, n, a[0] == 1)?;
+                done([0; 7])
+            }
+            Sys::TaskWatch => {
+                let target = self.target_task(task, handle)?;
+                let n = self.notification(task, Handle(a[0] as u32), Rights::SEND)?;
+                let t = self.task_mut(target).ok_or(Error::InvalidHandle)?;
+                if t.watchers.len() >= MAX_WATCHERS {
+                    return Err(Error::InvalidArgument);
+                }
+                t.watchers.push((n, a[1]));
+                done([0; 7])
+            }
             Sys::ThreadExit => {
                 self.destroy(Object::Thread(id));
                 if self.task(task).is_some_and(|t| t.threads.is_empty()) {
@@ -990,7 +1021,45 @@ impl<M: Machine> Kernel<M> {
         if let Some(waiter) = notification.waiters.pop_front() {
             let bits = core::mem::take(&mut notification.bits);
             self.wake_direct(waiter, Return::ok([bits, 0, 0, 0, 0, 0, 0]));
+            return;
         }
+        // A bound thread waiting in a receive gets the bits as a NOTIFY message.
+        let Some(thread) = notification.bound else { return };
+        if let Some(State::Receiving(ep)) = self.thread(thread).map(|t| t.state) {
+            let bits = self.notifications.get_mut(n).map_or(0, |n| core::mem::take(&mut n.bits));
+            if let Some(e) = self.endpoints.get_mut(ep) {
+                e.receivers.retain(|t| *t != thread);
+            }
+            self.wake_direct(thread, notify_return(bits));
+        }
+    }
+
+    /// `NotificationBind`: binds `n` to thread `id` (or unbinds it).
+    fn bind(&mut self, id: ThreadId, n: NotificationId, unbind: bool) -> Result<(), Error> {
+        let notification = self.notifications.get_mut(n).ok_or(Error::InvalidHandle)?;
+        if unbind {
+            if notification.bound == Some(id) {
+                notification.bound = None;
+                self.t(id).bound = None;
+            }
+            return Ok(());
+        }
+        if notification.bound.is_some_and(|t| t != id) {
+            return Err(Error::InvalidArgument);
+        }
+        notification.bound = Some(id);
+        if let Some(old) = self.t(id).bound.replace(n).filter(|old| *old != n) {
+            if let Some(o) = self.notifications.get_mut(old) {
+                o.bound = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// The pending bits of the notification bound to `id`, taken (0: none).
+    pub(super) fn take_bound_bits(&mut self, id: ThreadId) -> u64 {
+        let Some(n) = self.thread(id).and_then(|t| t.bound) else { return 0 };
+        self.notifications.get_mut(n).map_or(0, |n| core::mem::take(&mut n.bits))
     }
 
     fn wait(&mut self, id: ThreadId, n: NotificationId, timeout: u64) -> Result<Option<Return>, Error> {
@@ -1049,6 +1118,9 @@ impl<M: Machine> Kernel<M> {
         for object in &t.owned {
             self.destroy(*object);
         }
+        for (n, bits) in &t.watchers {
+            self.signal(*n, *bits);
+        }
         if let Some((parent, quota)) = t.parent {
             if let Some(p) = self.task_mut(parent) {
                 p.refund(quota + cost::TASK);
@@ -1061,7 +1133,10 @@ impl<M: Machine> Kernel<M> {
 
     fn remove_thread(&mut self, id: ThreadId) {
         let Some(thread) = self.thread(id) else { return };
-        let (state, serving) = (thread.state, thread.serving);
+        let (state, serving, bound) = (thread.state, thread.serving, thread.bound);
+        if let Some(n) = bound.and_then(|n| self.notifications.get_mut(n)) {
+            n.bound = None;
+        }
         self.cancel_wait(id, state);
         if let Some(caller) = serving {
             if self.thread(caller).is_some_and(|c| c.state == State::AwaitingReply(id)) {
@@ -1087,6 +1162,9 @@ impl<M: Machine> Kernel<M> {
             }
             Object::Notification(n) => {
                 if let Some(notification) = self.notifications.remove(n) {
+                    if let Some(t) = notification.bound.and_then(|t| self.thread_mut(t)) {
+                        t.bound = None;
+                    }
                     for t in notification.waiters {
                         self.wake(t, Return::err(Error::PeerDied));
                     }

@@ -682,3 +682,33 @@ fn contiguous_memory_for_dma_reports_its_physical_address() {
     ok(now(&mut k, Sys::CapRevoke, plain, [0; 7]));
     assert!(k.machine.live_frames.is_empty());
 }
+
+#[test]
+fn a_bound_notification_ends_a_receive_and_a_watch_reports_a_task_ending() {
+    let (mut k, _, me) = boot_big();
+    let ep = ok(now(&mut k, Sys::EndpointCreate, 0, [0; 7]))[0] as u32;
+    let n = ok(now(&mut k, Sys::NotificationCreate, 0, [0; 7]))[0] as u32;
+    ok(now(&mut k, Sys::NotificationBind, n, [0; 7]));
+    // Bits pending before the receive end it at once.
+    ok(now(&mut k, Sys::Signal, n, [0b1, 0, 0, 0, 0, 0, 0]));
+    let r = ok(now(&mut k, Sys::Recv, ep, [0, 0, 0, 0, 0, 0, FOREVER]));
+    assert_eq!((r[0] as u32, r[1]), (label::NOTIFY, 0b1));
+    // A child task watched by the notification: its end wakes the receiving thread.
+    let child = ok(now(&mut k, Sys::TaskCreate, 0, [1 << 20, 8, 10, TEXT_AT, 5, 0, 0]))[0] as u32;
+    ok(now(&mut k, Sys::TaskWatch, child, [n as u64, 0b100, 0, 0, 0, 0, 0]));
+    ok(now(&mut k, Sys::ThreadCreate, child, [0x40_0000, 0x7000, 5, 0, 0, 0, 0]));
+    sys(&mut k, Sys::Recv, ep, [0, 0, 0, 0, 0, 0, FOREVER]);
+    let child_thread = k.schedule().expect("the child runs while init waits");
+    assert_ne!(child_thread, me);
+    sys(&mut k, Sys::Exit, 0, [0; 7]);
+    assert_eq!(k.schedule(), Some(me));
+    let r = ok(k.take_return(me).unwrap());
+    assert_eq!((r[0] as u32, r[1]), (label::NOTIFY, 0b100));
+    // A second thread cannot bind the same notification; unbinding works.
+    let (_, _) = spawn(&mut k, 1);
+    ok(now(&mut k, Sys::NotificationBind, n, [1, 0, 0, 0, 0, 0, 0]));
+    assert_eq!(err(now(&mut k, Sys::TaskWatch, 12345, [n as u64, 1, 0, 0, 0, 0, 0])), Error::InvalidHandle);
+    // Without a binding the endpoint alone decides.
+    ok(now(&mut k, Sys::Signal, n, [0b1, 0, 0, 0, 0, 0, 0]));
+    assert_eq!(err(now(&mut k, Sys::Recv, ep, [0; 7])), Error::WouldBlock);
+}

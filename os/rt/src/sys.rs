@@ -253,3 +253,14 @@ pub fn memory_size(handle: Handle) -> Result<u64, Error> {
     }
     Ok(r[3])
 }
+
+/// Binds `notification` to the calling thread: its signals also end this thread's receives, as
+/// a message labelled `abi::syscall::label::NOTIFY` with the bits in word 0.
+pub fn notification_bind(notification: Handle) -> Result<(), Error> {
+    syscall(Sys::NotificationBind, notification, [0; 7]).map(drop)
+}
+
+/// Signals `bits` on `notification` when `task` ends.
+pub fn task_watch(task: Handle, notification: Handle, bits: u64) -> Result<(), Error> {
+    syscall(Sys::TaskWatch, task, [notification as u64, bits, 0, 0, 0, 0, 0]).map(drop)
+}

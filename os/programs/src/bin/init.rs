@@ -4,8 +4,9 @@
 //! it greets and exits 0; with a malformed one it prints every error with its line and exits 1
 //! without starting anything. Otherwise it starts each service in its own task, with exactly
 //! the capabilities the manifest lists, and is every service's fault supervisor. It notices
-//! when a service ends (a fault message on its endpoint, or its task handle turning invalid,
-//! checked every 10 ms), restarts it per its policy with exponential backoff, reports a service
+//! when a service ends (a fault message on its endpoint, or a `TaskWatch` on its task signalling
+//! the notification bound to init's thread), restarts it per its policy with exponential
+//! backoff, reports a service
 //! that crashes in a loop, and answers status queries (`svc::boot::Request::Status`).
 #![no_std]
 #![no_main]
@@ -18,7 +19,7 @@ use alloc::vec::Vec;
 use manifest::{Capability, Restart};
 use rt::ipc::{Cap, Client, Payload};
 use rt::spawn::{spawn, Spawn};
-use rt::sys::{self, Error, Handle, Message};
+use rt::sys::{self, Error, Handle, Message, FOREVER_NS};
 use svc::boot::{exit, state, Request, Response};
 use svc::names::{self as names_proto, Names};
 
@@ -31,8 +32,6 @@ const MANIFEST: &str = "etc/services";
 const FAULT: u32 = abi::syscall::label::FAULT;
 /// Badges of the supervisor capabilities: this bit and the slot.
 const FAULT_BADGE: u64 = 1 << 32;
-/// How often init checks whether its services' tasks still exist.
-const POLL_NS: u64 = 10_000_000;
 /// A service that ran this long before ending starts over at its initial backoff.
 const STABLE_NS: u64 = 10_000_000_000;
 /// Quick failures in a row after which init reports a crash loop.
@@ -74,6 +73,9 @@ struct Slot {
 
 struct Init {
     endpoint: Handle,
+    /// Bound to init's thread and watching every service task: a service's end wakes init's
+    /// receive at once (no polling).
+    ends: Handle,
     slots: Vec<Slot>,
     /// The name service's endpoint (unbadged: init is its administrator).
     names: Option<Handle>,
@@ -110,8 +112,12 @@ fn main() -> i32 {
         rt::println!("init: cannot create its endpoint");
         return 1;
     };
+    let Ok(ends) = sys::notification_create().and_then(|n| sys::notification_bind(n).map(|()| n)) else {
+        rt::println!("init: cannot create its notification");
+        return 1;
+    };
     let slots = manifest.services.into_iter().enumerate().map(|(i, spec)| Slot::new(i, spec)).collect();
-    let mut init = Init { endpoint, slots, names: None, shutdown: None, reallow: false };
+    let mut init = Init { endpoint, ends, slots, names: None, shutdown: None, reallow: false };
     init.start_all();
     init.run()
 }
@@ -227,8 +233,11 @@ impl Init {
         let now = sys::time_now();
         let wake =
             self.slots.iter().filter(|s| s.state == state::BACKING_OFF).map(|s| s.restart_at).min().unwrap_or(u64::MAX);
-        let timeout = POLL_NS.min(wake.saturating_sub(now)).max(1);
+        // Woken by a message, by a service's end (the bound notification) or for the next
+        // restart that is due.
+        let timeout = if wake == u64::MAX { FOREVER_NS } else { wake.saturating_sub(now).max(1) };
         match sys::recv(self.endpoint, timeout) {
+            Ok(received) if received.message.label == abi::syscall::label::NOTIFY => {}
             Ok(received) => self.handle(received.badge, received.message),
             Err(Error::TimedOut | Error::WouldBlock) => {}
             Err(e) => rt::println!("init: receive failed: {e}"),
@@ -400,6 +409,7 @@ impl Init {
             let _ = sys::cap_close(cap);
             set
         });
+        let supervised = supervised.and_then(|()| sys::task_watch(task, self.ends, 1));
         if let Err(e) = supervised {
             rt::println!("init: cannot supervise service {}: {e}", spec.name);
             let _ = sys::cap_revoke(task);
