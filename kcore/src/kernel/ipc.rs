@@ -75,6 +75,9 @@ impl<M: Machine> Kernel<M> {
         let Some(receiver) = self.endpoints.get_mut(ep).and_then(|e| e.receivers.pop_front()) else {
             return false;
         };
+        // What `serve` and `wake_direct` do, written out: this is the hottest path of the
+        // kernel, and going through them costs about 6 % of a round trip (measured with
+        // `cargo xtask bench ipc`). A receiving thread is never resuming a fault.
         let r = self.t(receiver);
         let timer = r.timer.take();
         r.pending = Some(Return::ok([a[0], a[1], a[2], a[3], a[4], 0, badge]));
@@ -118,6 +121,8 @@ impl<M: Machine> Kernel<M> {
             Some(endpoint) if endpoint.callers.is_empty() => endpoint.receivers.push_back(id),
             _ => return false,
         }
+        // `wake_direct` written out, as in `fast_call` (the caller is not resuming a fault:
+        // checked above).
         let c = self.t(caller);
         let timer = c.timer.take();
         c.pending = Some(Return::ok([a[0], a[1], a[2], a[3], a[4], 0, 0]));
@@ -199,7 +204,7 @@ impl<M: Machine> Kernel<M> {
         // Signals of the bound notification that came while nobody received.
         let bits = self.take_bound_bits(id);
         if bits != 0 {
-            return Ok(Some(Return::ok([abi::syscall::label::NOTIFY as u64, bits, 0, 0, 0, 0, 0])));
+            return Ok(Some(super::notify_return(bits)));
         }
         if timeout == 0 {
             return Err(Error::WouldBlock);

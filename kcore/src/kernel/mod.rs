@@ -94,7 +94,7 @@ pub struct Devices {
 pub const MAX_WATCHERS: usize = 8;
 
 /// What a receive returns when the bound notification was signalled.
-fn notify_return(bits: u64) -> Return {
+pub(super) fn notify_return(bits: u64) -> Return {
     Return::ok([abi::syscall::label::NOTIFY as u64, bits, 0, 0, 0, 0, 0])
 }
 
@@ -491,16 +491,21 @@ impl<M: Machine> Kernel<M> {
 
     /// Ends a thread's wait: cancels its timer, stores its result, queues it.
     fn wake(&mut self, id: ThreadId, result: Return) {
+        self.end_wait(id, result);
+        self.make_ready(id);
+    }
+
+    /// What ending any wait does: the thread's timer is cancelled and `result` waits for it
+    /// (unless it is resuming after a fault: it retries its instruction with its own registers).
+    fn end_wait(&mut self, id: ThreadId, result: Return) {
         let thread = self.t(id);
         let timer = thread.timer.take();
-        // A thread resumed after a fault retries its instruction with its own registers.
         if !core::mem::take(&mut thread.in_fault) {
             thread.pending = Some(result);
         }
         if let Some(key) = timer {
             self.timers.cancel(key);
         }
-        self.make_ready(id);
     }
 
     /// Like [`Kernel::wake`], for a thread the current one hands the CPU to by IPC: if the
@@ -510,15 +515,8 @@ impl<M: Machine> Kernel<M> {
         if self.handoff.is_some() {
             return self.wake(id, result);
         }
-        let thread = self.t(id);
-        let timer = thread.timer.take();
-        if !core::mem::take(&mut thread.in_fault) {
-            thread.pending = Some(result);
-        }
-        thread.state = State::Ready;
-        if let Some(key) = timer {
-            self.timers.cancel(key);
-        }
+        self.end_wait(id, result);
+        self.t(id).state = State::Ready;
         self.handoff = Some(id);
     }
 

@@ -71,7 +71,7 @@ fn archive() -> Result<&'static [u8], SpawnError> {
     static MAPPED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
     let mut size = MAPPED.load(core::sync::atomic::Ordering::Relaxed);
     if size == 0 {
-        let (_, _, _, bytes) = cap_info4(init_caps::BOOT_ARCHIVE)?;
+        let bytes = sys::memory_size(init_caps::BOOT_ARCHIVE)?;
         sys::memory_map(init_caps::BOOT_ARCHIVE, 0, ARCHIVE_AT, 0, bytes.next_multiple_of(PAGE), map::READ)?;
         size = bytes;
         MAPPED.store(size, core::sync::atomic::Ordering::Relaxed);
@@ -79,10 +79,6 @@ fn archive() -> Result<&'static [u8], SpawnError> {
     // Safety: the archive is mapped read-only at ARCHIVE_AT for `size` bytes for the rest of
     // this task's life, and nothing writes to it.
     Ok(unsafe { core::slice::from_raw_parts(ARCHIVE_AT as *const u8, size as usize) })
-}
-
-fn cap_info4(handle: Handle) -> Result<(u64, u64, u64, u64), Error> {
-    sys::syscall(abi::syscall::Sys::CapInfo, handle, [0; 7]).map(|r| (r[0], r[1], r[2], r[3]))
 }
 
 /// Starts `spawn.path` in a new task; returns the task's handle (all rights).
