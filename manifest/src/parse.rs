@@ -69,6 +69,8 @@ pub enum Capability {
     DeviceMemory { base: u64, len: u64 },
     /// The right to look up `service` in the name service (`console` is `endpoint console`).
     Endpoint { service: String },
+    /// The boot archive, read-only.
+    BootArchive,
 }
 
 /// A capability and the line that grants it.
@@ -317,6 +319,7 @@ const KEYWORDS: &[&str] = &[
     "device-memory",
     "endpoint",
     "console",
+    "boot-archive",
     "shutdown-on-exit",
 ];
 /// Settings a service may give once.
@@ -443,6 +446,10 @@ fn setting(service: &mut Service, keyword: &'static str, values: &[&str], line: 
         "console" => {
             exactly::<0>(keyword, values)?;
             grant(service, Capability::Endpoint { service: String::from("console") })?;
+        }
+        "boot-archive" => {
+            exactly::<0>(keyword, values)?;
+            grant(service, Capability::BootArchive)?;
         }
         "shutdown-on-exit" => {
             exactly::<0>(keyword, values)?;
@@ -583,6 +590,7 @@ service client
     endpoint names
     device-memory 0xfd000000 4K
     ports 0x80
+    boot-archive
     shutdown-on-exit
     restart never
 ";
@@ -609,6 +617,7 @@ service client
         assert_eq!(client.grants[0].capability, Capability::Endpoint { service: "console".into() });
         assert_eq!(client.grants[2].capability, Capability::DeviceMemory { base: 0xfd00_0000, len: 4096 });
         assert_eq!(client.grants[3].capability, Capability::Ports { first: 0x80, last: 0x80 });
+        assert_eq!(client.grants[4].capability, Capability::BootArchive);
     }
 
     #[test]

@@ -101,6 +101,8 @@ pub mod boot {
                 Denied = 10,
                 /// init could not make the capability.
                 Failed = 11,
+                /// The boot archive: a read-only memory object of `len` bytes (cpio newc).
+                BootArchive { cap: Cap, len: u64 } = 12,
             }
         }
     }

@@ -185,6 +185,12 @@ fn make(service: &str, capability: &Capability) -> Made {
                 },
             }),
         Capability::Endpoint { service } => Ok(Made::Endpoint(svc::name(service).unwrap_or_default())),
+        Capability::BootArchive => sys::cap_duplicate(init_caps::BOOT_ARCHIVE, rights::READ | rights::DUPLICATE, 0)
+            .map(|cap| Made::Device {
+                cap,
+                capability: capability.clone(),
+                response: |cap, _| Response::BootArchive { cap, len: sys::memory_size(cap.0).unwrap_or(0) },
+            }),
     };
     made.unwrap_or_else(|e| {
         rt::println!("init: {service}: cannot make {capability:?}: {e}");
