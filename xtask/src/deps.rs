@@ -12,6 +12,10 @@ pub struct Need {
 pub const QEMU: Need = Need { program: "qemu-system-x86_64", package: "qemu-system-x86" };
 pub const BUSYBOX: Need = Need { program: "busybox", package: "busybox-static" };
 pub const GCC: Need = Need { program: "gcc", package: "gcc" };
+/// mke2fs, e2fsck and debugfs: the storage tests make and check ext2 images with them.
+pub const E2FSPROGS: Need = Need { program: "mke2fs", package: "e2fsprogs" };
+/// ip: the network tests make network namespaces and tap devices.
+pub const IPROUTE2: Need = Need { program: "ip", package: "iproute2" };
 
 fn installed(program: &str) -> bool {
     Command::new("sh").args(["-c", &format!("command -v {program}")]).output().is_ok_and(|o| o.status.success())

@@ -127,7 +127,7 @@ fn run(mem: &str, append: &str, icount: bool) -> Result<ExitCode, Failure> {
 }
 
 fn test(filter: Option<&str>, system_only: bool) -> Result<ExitCode, Failure> {
-    deps::ensure(&[deps::QEMU])?;
+    deps::ensure(&[deps::QEMU, deps::E2FSPROGS, deps::IPROUTE2])?;
     if !system_only {
         step("host unit tests");
         run_command(Command::new(env!("CARGO")).current_dir(root()).args([

@@ -6,5 +6,7 @@
 extern crate alloc;
 
 mod common;
+pub mod fs;
+pub mod net;
 
 pub use common::*;

@@ -1,0 +1,1 @@
+//! The file-system service's protocol (`svc_fs`, docs/fs.md) and its client helpers.
