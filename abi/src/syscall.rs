@@ -90,10 +90,17 @@ pub enum Sys {
     /// Signals bits `a1` on the notification `a0` (SEND) when the task of the handle (CONTROL)
     /// ends, however it ends. At most 8 watches per task.
     TaskWatch = 31,
+    /// Describes the task of the handle (CONTROL), or the caller's own with handle 0: `r0` quota
+    /// bytes in use, `r1` the quota, `r2` threads, `r3` capabilities, `r4` pages mapped.
+    TaskInfo = 32,
+    /// Copies kernel log bytes from position `a2` (bytes since boot) into `a0`..`a0 + a1`
+    /// (at most `LOG_READ_MAX`) with the console handle (READ): `r0` the count, `r1` the position
+    /// of the first byte copied (later than `a2` if those bytes are gone), `r2` the log's end.
+    LogRead = 33,
 }
 
 impl Sys {
-    pub const ALL: [Sys; 32] = [
+    pub const ALL: [Sys; 34] = [
         Sys::DebugWrite,
         Sys::Exit,
         Sys::Yield,
@@ -126,6 +133,8 @@ impl Sys {
         Sys::IrqAck,
         Sys::NotificationBind,
         Sys::TaskWatch,
+        Sys::TaskInfo,
+        Sys::LogRead,
     ];
 
     pub fn from_number(n: u16) -> Option<Sys> {
@@ -144,6 +153,8 @@ pub const fn encode_call(sys: Sys, handle: u32) -> u64 {
 
 /// The most bytes one `debug_write` takes.
 pub const DEBUG_WRITE_MAX: usize = 4096;
+/// The most bytes one `LogRead` copies.
+pub const LOG_READ_MAX: usize = 4096;
 
 /// A timeout meaning "wait forever".
 pub const FOREVER: u64 = u64::MAX;

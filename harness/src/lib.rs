@@ -8,7 +8,8 @@
 
 pub mod linux;
 mod machine;
+pub mod net;
 mod symbols;
 
-pub use machine::{Crash, Ending, HarnessError, Line, Machine, Run};
+pub use machine::{Crash, Ending, HarnessError, Line, Machine, Run, Running};
 pub use symbols::Symbols;

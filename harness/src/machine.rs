@@ -24,6 +24,8 @@ pub struct Machine {
     icount: bool,
     deadline: Duration,
     extra: Vec<String>,
+    /// A command QEMU runs under (`ip netns exec <name>`), empty for none.
+    prefix: Vec<String>,
 }
 
 /// One line of console output and when it appeared, counted from the start of QEMU.
@@ -94,6 +96,7 @@ impl Machine {
             icount: false,
             deadline: Duration::from_secs(60),
             extra: Vec::new(),
+            prefix: Vec::new(),
         }
     }
 
@@ -131,6 +134,13 @@ impl Machine {
     /// More QEMU arguments.
     pub fn arg(mut self, arg: &str) -> Machine {
         self.extra.push(arg.into());
+        self
+    }
+
+    /// Runs QEMU inside the network namespace `name` (`ip netns exec <name> qemu...`), for
+    /// tap devices that exist only there (see [`crate::net::Namespace`]).
+    pub fn in_namespace(mut self, name: &str) -> Machine {
+        self.prefix = ["ip", "netns", "exec", name].iter().map(|s| s.to_string()).collect();
         self
     }
 
@@ -186,6 +196,13 @@ impl Machine {
 
     /// Boots the machine and collects its console until QEMU exits or the deadline passes.
     pub fn run(&self) -> Result<Run, HarnessError> {
+        Ok(self.spawn()?.finish())
+    }
+
+    /// Boots the machine and returns at once: the test acts while it runs
+    /// ([`Running::wait_for`] a console line, then talk to it), then [`Running::finish`]es or
+    /// [`Running::stop`]s it. The deadline still holds from the start.
+    pub fn spawn(&self) -> Result<Running, HarnessError> {
         for file in std::iter::once(&self.kernel).chain(self.initrd.iter()) {
             if !file.exists() {
                 return Err(HarnessError::MissingFile(file.clone()));
@@ -193,7 +210,12 @@ impl Machine {
         }
         let args = self.args("stdio");
         let start = Instant::now();
-        let mut child = Command::new(QEMU)
+        let (program, prefix_args) = match self.prefix.split_first() {
+            Some((program, rest)) => (program.as_str(), rest.iter().map(String::as_str).chain([QEMU]).collect()),
+            None => (QEMU, Vec::new()),
+        };
+        let mut child = Command::new(program)
+            .args(&prefix_args)
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -222,9 +244,112 @@ impl Machine {
             let _ = stderr.read_to_string(&mut text);
             text
         });
+        let mut command: Vec<&str> = self.prefix.iter().map(String::as_str).collect();
+        command.push(QEMU);
+        command.extend(args.iter().map(String::as_str));
+        Ok(Running {
+            child,
+            rx,
+            lines: Vec::new(),
+            start,
+            deadline: start + self.deadline,
+            reader: Some(reader),
+            stderr_reader: Some(stderr_reader),
+            kernel: self.kernel.clone(),
+            command: command.join(" "),
+        })
+    }
+}
 
-        let deadline = start + self.deadline;
-        let mut lines = Vec::new();
+/// A machine that is running ([`Machine::spawn`]): its console so far, and ways to wait for a
+/// line, then end it.
+pub struct Running {
+    child: Child,
+    rx: mpsc::Receiver<Line>,
+    lines: Vec<Line>,
+    start: Instant,
+    deadline: Instant,
+    reader: Option<std::thread::JoinHandle<()>>,
+    stderr_reader: Option<std::thread::JoinHandle<String>>,
+    kernel: PathBuf,
+    command: String,
+}
+
+impl Drop for Running {
+    /// A machine dropped while running (a test failed while acting on it) is stopped, so no
+    /// QEMU outlives its test.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Running {
+    /// The console lines so far.
+    pub fn lines(&self) -> &[Line] {
+        &self.lines
+    }
+
+    /// Waits up to `timeout` (and never past the machine's deadline) for a console line
+    /// containing `needle`, counting lines printed before the call too. `None`: the time
+    /// passed or QEMU ended first.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Option<Line> {
+        if let Some(line) = self.lines.iter().find(|l| l.text.contains(needle)) {
+            return Some(line.clone());
+        }
+        let until = (Instant::now() + timeout).min(self.deadline);
+        loop {
+            let now = Instant::now();
+            if now >= until {
+                return None;
+            }
+            match self.rx.recv_timeout(until - now) {
+                Ok(line) => {
+                    let hit = line.text.contains(needle);
+                    self.lines.push(line);
+                    if hit {
+                        return self.lines.last().cloned();
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The run so far, as a report headed by `problem` (for a failure while it runs).
+    pub fn report(&mut self, problem: &str) -> String {
+        self.lines.extend(self.rx.try_iter());
+        let run = Run {
+            lines: self.lines.clone(),
+            ending: Ending::TimedOut,
+            stderr: String::new(),
+            elapsed: self.start.elapsed(),
+            kernel: self.kernel.clone(),
+            command: self.command.clone(),
+        };
+        run.report(&format!("{problem} (the machine is still running)"))
+    }
+
+    /// Stops the machine now (QEMU is killed) and returns the run; its ending is `Killed`
+    /// unless QEMU had already exited.
+    pub fn stop(mut self) -> Run {
+        let ending = match self.child.try_wait() {
+            Ok(Some(status)) => ending_of(status),
+            _ => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                Ending::Killed
+            }
+        };
+        self.collect(ending)
+    }
+
+    /// Collects the console until QEMU exits or the deadline passes (then QEMU is stopped and
+    /// the ending is `TimedOut`).
+    pub fn finish(mut self) -> Run {
+        let deadline = self.deadline;
         let mut timed_out = false;
         loop {
             let now = Instant::now();
@@ -232,8 +357,8 @@ impl Machine {
                 timed_out = true;
                 break;
             }
-            match rx.recv_timeout(deadline - now) {
-                Ok(line) => lines.push(line),
+            match self.rx.recv_timeout(deadline - now) {
+                Ok(line) => self.lines.push(line),
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     timed_out = true;
                     break;
@@ -241,29 +366,39 @@ impl Machine {
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
-        let status = if timed_out { None } else { wait_until(&mut child, deadline)? };
+        let status = if timed_out { None } else { wait_until(&mut self.child, deadline).ok().flatten() };
         let ending = match status {
             None => {
-                let _ = child.kill();
-                let _ = child.wait();
+                let _ = self.child.kill();
+                let _ = self.child.wait();
                 Ending::TimedOut
             }
-            Some(status) => match status.code() {
-                Some(code) => ExitCode::from_qemu_status(code).map_or(Ending::QemuStatus(code), Ending::Exit),
-                None => Ending::Killed,
-            },
+            Some(status) => ending_of(status),
         };
-        let _ = reader.join();
-        lines.extend(rx.try_iter());
-        let stderr = stderr_reader.join().unwrap_or_default();
-        Ok(Run {
-            lines,
+        self.collect(ending)
+    }
+
+    fn collect(mut self, ending: Ending) -> Run {
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        self.lines.extend(self.rx.try_iter());
+        let stderr = self.stderr_reader.take().and_then(|r| r.join().ok()).unwrap_or_default();
+        Run {
+            lines: std::mem::take(&mut self.lines),
             ending,
             stderr,
-            elapsed: start.elapsed(),
-            kernel: self.kernel.clone(),
-            command: format!("{QEMU} {}", args.join(" ")),
-        })
+            elapsed: self.start.elapsed(),
+            kernel: std::mem::take(&mut self.kernel),
+            command: std::mem::take(&mut self.command),
+        }
+    }
+}
+
+fn ending_of(status: std::process::ExitStatus) -> Ending {
+    match status.code() {
+        Some(code) => ExitCode::from_qemu_status(code).map_or(Ending::QemuStatus(code), Ending::Exit),
+        None => Ending::Killed,
     }
 }
 

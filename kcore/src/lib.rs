@@ -15,5 +15,6 @@ pub mod cap;
 pub mod cmdline;
 pub mod frames;
 pub mod kernel;
+pub mod logring;
 pub mod memmap;
 pub mod sched;

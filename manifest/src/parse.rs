@@ -12,6 +12,9 @@ pub const NAME_MAX: usize = 16;
 pub const LINE_MAX: usize = 256;
 /// The longest program path.
 pub const PATH_MAX: usize = 128;
+/// The longest `arg` line value, in bytes, and the most `arg` lines of one service.
+pub const ARG_MAX: usize = 256;
+pub const ARGS_MAX: usize = 32;
 /// The most services a manifest may list.
 pub const SERVICES_MAX: usize = 32;
 /// The most capabilities one service may get.
@@ -71,6 +74,8 @@ pub enum Capability {
     Endpoint { service: String },
     /// The boot archive, read-only.
     BootArchive,
+    /// The console with the right to read the kernel log (`LogRead`).
+    KernelLog,
 }
 
 /// A capability and the line that grants it.
@@ -78,6 +83,9 @@ pub enum Capability {
 pub struct Grant {
     pub line: usize,
     pub capability: Capability,
+    /// `shared` on a `ports` or `device-memory` line: other services whose lines also say
+    /// `shared` may hold the same range (the PCI bus, until a PCI service hands out devices).
+    pub shared: bool,
 }
 
 /// One service.
@@ -94,6 +102,10 @@ pub struct Service {
     pub grants: Vec<Grant>,
     /// init shuts the machine down once this service has ended for good.
     pub shutdown_on_exit: bool,
+    /// May ask init to stop and restart services.
+    pub admin: bool,
+    /// Its `arg` lines, in order: configuration the program reads with `svc::arguments()`.
+    pub args: Vec<String>,
 }
 
 /// A checked manifest: the services in the order they are listed (init starts them so).
@@ -156,7 +168,7 @@ impl fmt::Display for Problem {
             Problem::UnknownKeyword(k) => write!(
                 f,
                 "unknown keyword `{k}` (allowed: service program priority quota restart backoff ports irq \
-                 device-memory endpoint console shutdown-on-exit)"
+                 device-memory endpoint console boot-archive kernel-log admin arg shutdown-on-exit)"
             ),
             Problem::OutsideService(k) => write!(f, "`{k}` before the first `service` line"),
             Problem::MissingValue(k) => write!(f, "`{k}` needs a value"),
@@ -274,6 +286,8 @@ pub fn parse(bytes: &[u8]) -> Result<Manifest, Vec<Error>> {
                 backoff: DEFAULT_BACKOFF,
                 grants: Vec::new(),
                 shutdown_on_exit: false,
+                admin: false,
+                args: Vec::new(),
             });
             continue;
         }
@@ -320,10 +334,13 @@ const KEYWORDS: &[&str] = &[
     "endpoint",
     "console",
     "boot-archive",
+    "kernel-log",
+    "admin",
+    "arg",
     "shutdown-on-exit",
 ];
 /// Settings a service may give once.
-const SINGLE: &[&str] = &["program", "priority", "quota", "restart", "backoff", "shutdown-on-exit"];
+const SINGLE: &[&str] = &["program", "priority", "quota", "restart", "backoff", "shutdown-on-exit", "admin"];
 
 fn one_value<'a>(keyword: &'static str, values: &[&'a str], line: usize, errors: &mut Errors) -> Option<&'a str> {
     match values {
@@ -352,11 +369,16 @@ fn exactly<'a, const N: usize>(keyword: &'static str, values: &[&'a str]) -> Res
 }
 
 fn setting(service: &mut Service, keyword: &'static str, values: &[&str], line: usize) -> Result<(), Problem> {
+    // `shared` at the end of a `ports` or `device-memory` line.
+    let (values, shared) = match values {
+        [rest @ .., "shared"] if matches!(keyword, "ports" | "device-memory") => (rest, true),
+        _ => (values, false),
+    };
     let grant = |service: &mut Service, capability| {
         if service.grants.len() == CAPABILITIES_MAX {
             return Err(Problem::TooManyCapabilities);
         }
-        service.grants.push(Grant { line, capability });
+        service.grants.push(Grant { line, capability, shared });
         Ok(())
     };
     match keyword {
@@ -451,6 +473,35 @@ fn setting(service: &mut Service, keyword: &'static str, values: &[&str], line: 
             exactly::<0>(keyword, values)?;
             grant(service, Capability::BootArchive)?;
         }
+        "kernel-log" => {
+            exactly::<0>(keyword, values)?;
+            grant(service, Capability::KernelLog)?;
+        }
+        "admin" => {
+            exactly::<0>(keyword, values)?;
+            service.admin = true;
+        }
+        "arg" => {
+            if values.is_empty() {
+                return Err(Problem::MissingValue(keyword));
+            }
+            let text = values.join(" ");
+            if text.len() > ARG_MAX {
+                return Err(Problem::OutOfRange {
+                    what: "argument length",
+                    value: quote(&text),
+                    allowed: "1 to 256 bytes",
+                });
+            }
+            if service.args.len() >= ARGS_MAX {
+                return Err(Problem::OutOfRange {
+                    what: "arguments",
+                    value: quote(&text),
+                    allowed: "at most 32 per service",
+                });
+            }
+            service.args.push(text);
+        }
         "shutdown-on-exit" => {
             exactly::<0>(keyword, values)?;
             service.shutdown_on_exit = true;
@@ -486,7 +537,7 @@ fn check_whole(services: &[Service], errors: &mut Errors) {
                         .iter()
                         .map(|o| (s, o))
                         .chain(services[..i].iter().flat_map(|o| o.grants.iter().map(move |og| (o, og))));
-                    for (other, og) in earlier {
+                    for (other, og) in earlier.filter(|(_, og)| !(g.shared && og.shared)) {
                         if let Some(what) = overlap(capability, &og.capability) {
                             errors.push(g.line, Problem::Overlap { what, other: quote(&other.name) });
                             break;
@@ -591,6 +642,10 @@ service client
     device-memory 0xfd000000 4K
     ports 0x80
     boot-archive
+    kernel-log
+    admin
+    arg address=10.0.2.15/24
+    arg  two   words
     shutdown-on-exit
     restart never
 ";
@@ -607,8 +662,8 @@ service client
         assert_eq!(
             console.grants,
             [
-                Grant { line: 12, capability: Capability::Ports { first: 0x3f8, last: 0x3ff } },
-                Grant { line: 13, capability: Capability::Irq { line: 4 } },
+                Grant { line: 12, capability: Capability::Ports { first: 0x3f8, last: 0x3ff }, shared: false },
+                Grant { line: 13, capability: Capability::Irq { line: 4 }, shared: false },
             ]
         );
         let client = m.service("client").unwrap();
@@ -618,6 +673,9 @@ service client
         assert_eq!(client.grants[2].capability, Capability::DeviceMemory { base: 0xfd00_0000, len: 4096 });
         assert_eq!(client.grants[3].capability, Capability::Ports { first: 0x80, last: 0x80 });
         assert_eq!(client.grants[4].capability, Capability::BootArchive);
+        assert_eq!(client.grants[5].capability, Capability::KernelLog);
+        assert!(client.admin && !console.admin);
+        assert_eq!(client.args, ["address=10.0.2.15/24", "two words"]);
     }
 
     #[test]
@@ -635,7 +693,7 @@ service client
         assert_eq!(errors("program /bin/x"), ["line 1: `program` before the first `service` line"]);
         assert_eq!(
             errors("service a\n program /bin/a\n frobnicate 1"),
-            ["line 3: unknown keyword `frobnicate` (allowed: service program priority quota restart backoff ports irq device-memory endpoint console shutdown-on-exit)"]
+            ["line 3: unknown keyword `frobnicate` (allowed: service program priority quota restart backoff ports irq device-memory endpoint console boot-archive kernel-log admin arg shutdown-on-exit)"]
         );
         assert_eq!(
             errors("service a\n program /bin/a\n priority 63"),
@@ -694,6 +752,17 @@ service client
             errors("service a\n program /a\n ports 0x3f8-0x3ff\nservice b\n program /b\n ports 0x3fc-0x400"),
             ["line 6: I/O ports overlap those of service `a`"]
         );
+        // Shared only when both lines say so.
+        let both =
+            "service a\n program /a\n ports 0xcf8-0xcff shared\nservice b\n program /b\n ports 0xcf8-0xcff shared";
+        assert!(parse(both.as_bytes()).is_ok());
+        assert_eq!(
+            errors("service a\n program /a\n ports 0xcf8-0xcff\nservice b\n program /b\n ports 0xcf8-0xcff shared"),
+            ["line 6: I/O ports overlap those of service `a`"]
+        );
+        let m = parse(b"service a\n program /a\n device-memory 0xfe000000 4K shared\n").unwrap();
+        assert!(m.services[0].grants[0].shared);
+        assert_eq!(m.services[0].grants[0].capability, Capability::DeviceMemory { base: 0xfe00_0000, len: 4096 });
         assert_eq!(
             errors("service a\n program /a\n irq 4\n irq 4"),
             ["line 4: interrupt lines overlap those of service `a`"]

@@ -64,3 +64,51 @@ pub fn archive_with_manifest(name: &str, manifest: Option<&str>) -> PathBuf {
     }
     scratch_file(name, &writer.finish())
 }
+
+/// The manifest of the boot archive under test.
+pub fn manifest() -> String {
+    let bytes = std::fs::read(archive()).expect("the boot archive");
+    let archive = newc::Archive::new(&bytes).expect("a valid archive");
+    let entry = archive.find("etc/services").expect("etc/services in the boot archive");
+    String::from_utf8(entry.data.to_vec()).expect("a UTF-8 manifest")
+}
+
+/// Boots the image under test with the native shell running `commands` (as `cargo xtask run
+/// --cmd` does: `arg` lines and `restart never` on the shell service), archive scratch file
+/// `name`.
+pub fn shell(name: &str, commands: &[&str]) -> Machine {
+    let mut manifest = String::new();
+    for line in self::manifest().lines() {
+        manifest.push_str(line);
+        manifest.push('\n');
+        if line.trim() == "service shell" {
+            for command in commands {
+                manifest.push_str(&format!("    arg {command}\n"));
+            }
+            manifest.push_str("    restart never\n");
+        }
+    }
+    let archive = archive_with_manifest(name, Some(&manifest));
+    Machine::new(kernel()).initrd(archive).append("").deadline(DEADLINE)
+}
+
+/// The output of each shell command in `run` (between `--- $ <command>` and `--- exit <n>`), with
+/// its status.
+pub fn shell_outputs(run: &harness::Run) -> Vec<(String, String, i32)> {
+    let mut out = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    for line in &run.lines {
+        let text = line.text.trim_end_matches('\r');
+        if let Some(status) = text.strip_prefix("--- exit ") {
+            if let Some((command, output)) = current.take() {
+                out.push((command, output, status.trim().parse().unwrap_or(-1)));
+            }
+        } else if let Some(command) = text.strip_prefix("--- $ ") {
+            current = Some((command.to_string(), String::new()));
+        } else if let Some((_, output)) = current.as_mut() {
+            output.push_str(text);
+            output.push('\n');
+        }
+    }
+    out
+}

@@ -76,13 +76,13 @@ fn tar_instead_of_cpio() {
 fn too_little_memory() {
     // Less than this and QEMU cannot even load the kernel and the boot archive (the machine
     // dies before the kernel runs); `cargo xtask run` refuses such sizes itself.
-    refused(tutti("on_ready=exit").memory("3M"), "error: memory: not enough memory: ");
+    refused(tutti("on_ready=exit").memory("4M"), "error: memory: not enough memory: ");
 }
 
 #[test]
 fn small_memory_still_boots() {
-    // The boot archive (every native program) takes some of it: 5 MiB leaves room to spare.
-    for mem in ["5M", "8M"] {
+    // The boot archive (every native program) takes some of it: 6 MiB leaves room to spare.
+    for mem in ["6M", "8M"] {
         tutti("on_ready=exit").memory(mem).run().unwrap().assert_exit(ExitCode::Success);
     }
 }

@@ -110,6 +110,35 @@ fn add_tree(writer: &mut newc::Writer, dir: &Path, prefix: &str) -> Result<(), F
     Ok(())
 }
 
+/// The persistent disk of `cargo xtask run`: `target/tutti-disk.img`, a 64 MiB ext2 image made
+/// with mke2fs the first time, mounted by the file-system service at /disk.
+pub fn disk() -> Result<PathBuf, Failure> {
+    let path = crate::root().join("target").join("tutti-disk.img");
+    if !path.exists() {
+        crate::deps::ensure(&[crate::deps::E2FSPROGS])?;
+        crate::step(&format!("making the disk {} (ext2, 64 MiB)", path.display()));
+        crate::run_command(
+            std::process::Command::new("mke2fs").args(["-q", "-t", "ext2", "-L", "tutti", "-F"]).arg(&path).arg("64M"),
+        )?;
+    }
+    Ok(path)
+}
+
+/// `machine` with the devices of `cargo xtask run`: the disk (virtio-blk) and user-mode
+/// networking (virtio-net behind QEMU's NAT, which also answers DHCP).
+pub fn with_devices(machine: harness::Machine) -> Result<harness::Machine, Failure> {
+    let disk = disk()?;
+    Ok(machine
+        .arg("-drive")
+        .arg(&format!("file={},if=none,id=disk0,format=raw", disk.display()))
+        .arg("-device")
+        .arg("virtio-blk-pci,drive=disk0")
+        .arg("-netdev")
+        .arg("user,id=net0")
+        .arg("-device")
+        .arg("virtio-net-pci,netdev=net0"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@
 mod bench;
 mod deps;
 mod image;
+mod shell_command;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -38,6 +39,13 @@ enum Task {
         /// Deterministic execution (-icount shift=0): the guest TSC counts instructions.
         #[arg(long)]
         icount: bool,
+        /// Run this shell command instead of the interactive shell, print its output and exit
+        /// with its status (may be given several times: run in order, stop at `exit`).
+        #[arg(long)]
+        cmd: Vec<String>,
+        /// With --cmd: seconds before the run is stopped as hung.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
     },
     /// Run the host unit tests, then the QEMU system tests.
     Test {
@@ -99,7 +107,10 @@ pub fn step(what: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Task::Run { mem, append, icount } => run(&mem, &append, icount),
+        Task::Run { mem, append, icount, cmd, timeout } if !cmd.is_empty() => {
+            shell_command::run(&mem, &append, icount, &cmd, timeout)
+        }
+        Task::Run { mem, append, icount, .. } => run(&mem, &append, icount),
         Task::Test { filter, system_only } => test(filter.as_deref(), system_only),
         Task::Bench { benchmark, out, runs } => bench::run(benchmark, &root().join(out), &bench::Options { runs }),
         Task::Build => image::build().map(|_| ExitCode::SUCCESS),
@@ -115,6 +126,7 @@ fn run(mem: &str, append: &str, icount: bool) -> Result<ExitCode, Failure> {
     let image = image::build()?;
     image::check_memory(mem, &image)?;
     let machine = harness::Machine::new(&image.kernel).initrd(&image.archive).memory(mem).append(append).icount(icount);
+    let machine = image::with_devices(machine)?;
     step("booting Tutti (Ctrl-A X quits)");
     let status = machine.interactive_command().status().map_err(|e| Failure(format!("cannot start QEMU: {e}")))?;
     match status.code().and_then(abi::exit::ExitCode::from_qemu_status) {

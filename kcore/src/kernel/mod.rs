@@ -22,7 +22,7 @@ pub use memory::{Access, MapFailure, MemoryObject};
 use crate::arena::{Arena, Id};
 use crate::cap::{CapError, CapTable, Capability, Handle, Rights};
 use crate::sched::{RunQueue, TimerKey, TimerQueue, MAX_PRIORITY};
-use abi::syscall::{Args, Error, ObjectType, Return, Sys, DEBUG_WRITE_MAX, FOREVER, MESSAGE_WORDS};
+use abi::syscall::{Args, Error, ObjectType, Return, Sys, DEBUG_WRITE_MAX, FOREVER, LOG_READ_MAX, MESSAGE_WORDS};
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -52,6 +52,11 @@ pub trait Machine {
     /// Reads user memory of `space` at `addr` into `buf`; fails if any byte is not mapped
     /// user-readable.
     fn read_user(&mut self, space: &Self::Space, addr: u64, buf: &mut [u8]) -> Result<(), BadAddress>;
+    /// Copies `buf` to user address `addr`, which must be mapped user-writable in `space`.
+    fn write_user(&mut self, space: &Self::Space, addr: u64, buf: &[u8]) -> Result<(), BadAddress>;
+    /// Copies kernel log bytes from position `from` into `out`: the position of the first byte
+    /// copied, the count, and the log's end (`logring::LogRing::read`).
+    fn log_read(&mut self, from: u64, out: &mut [u8]) -> (u64, usize, u64);
     /// Prints on the kernel console.
     fn console_write(&mut self, text: &str);
     /// The registers of a new thread that starts at `entry` with `stack` and `arg` in `rdi`.
@@ -736,6 +741,24 @@ impl<M: Machine> Kernel<M> {
                 let n = self.notification(task, handle, Rights::RECEIVE)?;
                 self.bind(id, n, a[0] == 1)?;
                 done([0; 7])
+            }
+            Sys::TaskInfo => {
+                let target = self.target_task(task, handle)?;
+                let t = self.task(target).ok_or(Error::InvalidHandle)?;
+                let (used, quota) = t.quota();
+                let pages: u64 = t.mappings.iter().map(|m| m.2).sum();
+                done([used, quota, t.threads.len() as u64, t.caps.len() as u64, pages, 0, 0])
+            }
+            Sys::LogRead => {
+                self.lookup(task, handle, Rights::READ, ObjectType::Console)?;
+                if a[1] > LOG_READ_MAX as u64 {
+                    return Err(Error::InvalidArgument);
+                }
+                let mut buffer = [0u8; LOG_READ_MAX];
+                let (start, n, end) = self.machine.log_read(a[2], &mut buffer[..a[1] as usize]);
+                let space = &self.tasks.get(task).ok_or(Error::InvalidHandle)?.space;
+                self.machine.write_user(space, a[0], &buffer[..n]).map_err(|BadAddress| Error::BadAddress)?;
+                done([n as u64, start, end, 0, 0, 0, 0])
             }
             Sys::TaskWatch => {
                 let target = self.target_task(task, handle)?;

@@ -13,7 +13,13 @@ struct Fake {
     live_frames: std::collections::BTreeSet<u64>,
     ports: std::collections::BTreeMap<u16, u32>,
     masked: [bool; MAX_IRQ_LINES],
+    log: crate::logring::LogRing<256>,
+    written: Vec<u8>,
 }
+
+/// Where the fake's user memory is writable (`write_user`), and how much.
+const WRITABLE_AT: u64 = 0x20_0000;
+const WRITABLE_LEN: usize = 8192;
 
 fn fake() -> Fake {
     Fake {
@@ -22,6 +28,8 @@ fn fake() -> Fake {
         live_frames: Default::default(),
         ports: Default::default(),
         masked: [true; MAX_IRQ_LINES],
+        log: Default::default(),
+        written: Vec::new(),
     }
 }
 
@@ -48,8 +56,22 @@ impl Machine for Fake {
         buf.copy_from_slice(space.bytes.get(start..end).ok_or(BadAddress)?);
         Ok(())
     }
+    fn write_user(&mut self, space: &Space, addr: u64, buf: &[u8]) -> Result<(), BadAddress> {
+        // The fake's spaces are read-only images; tests map a writable window at WRITABLE_AT.
+        let start = addr.checked_sub(WRITABLE_AT).ok_or(BadAddress)? as usize;
+        let end = start.checked_add(buf.len()).filter(|e| *e <= WRITABLE_LEN).ok_or(BadAddress)?;
+        let _ = space;
+        self.written.resize(WRITABLE_LEN, 0);
+        self.written[start..end].copy_from_slice(buf);
+        Ok(())
+    }
+    fn log_read(&mut self, from: u64, out: &mut [u8]) -> (u64, usize, u64) {
+        let (start, n) = self.log.read(from, out);
+        (start, n, self.log.end())
+    }
     fn console_write(&mut self, text: &str) {
         self.console.push_str(text);
+        self.log.push(text.as_bytes());
     }
     fn new_context(&mut self, entry: u64, stack: u64, arg: u64) -> (u64, u64, u64) {
         (entry, stack, arg)
@@ -153,6 +175,39 @@ fn debug_write_needs_the_console_capability_and_checks_memory() {
     assert_eq!(err(now(&mut k, Sys::DebugWrite, weak, [TEXT_AT, 5, 0, 0, 0, 0, 0])), Error::MissingRights);
     let ep = ok(now(&mut k, Sys::EndpointCreate, 0, [0; 7]))[0] as u32;
     assert_eq!(err(now(&mut k, Sys::DebugWrite, ep, [TEXT_AT, 5, 0, 0, 0, 0, 0])), Error::WrongType);
+}
+
+#[test]
+fn log_read_copies_the_console_log_with_the_read_right_and_checks_memory() {
+    let (mut k, _, _) = boot();
+    ok(now(&mut k, Sys::DebugWrite, CONSOLE, [TEXT_AT, 5, 0, 0, 0, 0, 0]));
+    let r = ok(now(&mut k, Sys::LogRead, CONSOLE, [WRITABLE_AT, 64, 0, 0, 0, 0, 0]));
+    let end = k.machine.log.end();
+    assert_eq!((r[0], r[1], r[2]), (end, 0, end));
+    assert!(k.machine.written[..end as usize].ends_with(b"hello"));
+    // From a later position: only what follows it.
+    let r = ok(now(&mut k, Sys::LogRead, CONSOLE, [WRITABLE_AT + 100, 64, end - 3, 0, 0, 0, 0]));
+    assert_eq!((r[0], r[1]), (3, end - 3));
+    assert_eq!(&k.machine.written[100..103], b"llo");
+    assert_eq!(err(now(&mut k, Sys::LogRead, CONSOLE, [0x9000, 8, 0, 0, 0, 0, 0])), Error::BadAddress);
+    assert_eq!(err(now(&mut k, Sys::LogRead, CONSOLE, [WRITABLE_AT, 1 << 20, 0, 0, 0, 0, 0])), Error::InvalidArgument);
+    let write_only = ok(now(&mut k, Sys::CapDuplicate, CONSOLE, [Rights::WRITE.0 as u64, 0, 0, 0, 0, 0, 0]))[0] as u32;
+    assert_eq!(err(now(&mut k, Sys::LogRead, write_only, [WRITABLE_AT, 8, 0, 0, 0, 0, 0])), Error::MissingRights);
+}
+
+#[test]
+fn task_info_reports_quota_threads_capabilities_and_pages() {
+    let (mut k, _, _) = boot_big();
+    let me = ok(now(&mut k, Sys::TaskInfo, 0, [0; 7]));
+    assert!(me[0] > 0 && me[0] <= me[1], "used {} of quota {}", me[0], me[1]);
+    assert_eq!(me[2] as usize, k.task(k.current_task().unwrap()).unwrap().threads.len());
+    let child = ok(now(&mut k, Sys::TaskCreate, 0, [1 << 16, 64, 10, TEXT_AT, 5, 0, 0]))[0] as u32;
+    let info = ok(now(&mut k, Sys::TaskInfo, child, [0; 7]));
+    assert_eq!((info[1], info[2], info[3], info[4]), (1 << 16, 0, 0, 0));
+    let ep = ok(now(&mut k, Sys::EndpointCreate, 0, [0; 7]))[0] as u32;
+    assert_eq!(err(now(&mut k, Sys::TaskInfo, ep, [0; 7])), Error::WrongType);
+    let weak = ok(now(&mut k, Sys::CapDuplicate, child, [Rights::DUPLICATE.0 as u64, 0, 0, 0, 0, 0, 0]))[0] as u32;
+    assert_eq!(err(now(&mut k, Sys::TaskInfo, weak, [0; 7])), Error::MissingRights);
 }
 
 #[test]

@@ -1,36 +1,22 @@
 //! virtio-blk over PCI (QEMU's `virtio-blk-pci`, transitional or modern-only), driven by the
 //! `virtio-drivers` crate through its modern PCI transport and [`TuttiHal`].
 //!
-//! Before the transport is built this module finds the function, switches on memory decoding
-//! and bus mastering, maps each memory BAR from the device memory capability, and checks every
-//! virtio structure the capability list names (BAR index, offset + length within the BAR, with
-//! overflow checks) so nothing the device reports can send the transport outside its windows,
-//! and refuses a looping capability list, which the transport would walk forever.
+//! The function is found, mapped and checked by [`crate::virtio_pci::open`] (every virtio
+//! structure against the BARs, a looping capability list refused) before the transport is built.
 //! Requests complete by polling the used ring.
 
-use crate::dma::{self, DmaError, TuttiHal};
-use crate::pci::{self, command, Address, ConfigPorts, Function};
+use crate::dma::{DmaError, TuttiHal};
+use crate::pci::{ConfigPorts, Function};
+use crate::virtio_pci::{self, OpenError};
 use rt::sys::Handle;
 use virtio_drivers::device::blk::VirtIOBlk;
-use virtio_drivers::transport::pci::bus::PciRoot;
 use virtio_drivers::transport::pci::{PciTransport, VirtioPciError};
 
-/// The virtio vendor ID.
-pub const VIRTIO_VENDOR: u16 = 0x1af4;
+pub use crate::virtio_pci::VIRTIO_VENDOR;
 /// virtio-blk: transitional (legacy + modern) and modern-only device IDs.
 pub const BLOCK_DEVICES: [u16; 2] = [0x1001, 0x1042];
 /// Bytes in a sector.
 pub const SECTOR: usize = 512;
-
-const PCI_CAP_VENDOR: u8 = 0x09;
-// virtio_pci_cap fields (offsets in the capability).
-const CAP_TYPE_AND_BAR: u8 = 0x00; // cfg_type in byte 3 of the first word
-const CAP_BAR: u8 = 0x04;
-const CAP_OFFSET: u8 = 0x08;
-const CAP_LENGTH: u8 = 0x0c;
-// Structure types the transport maps (common, notify, ISR, device); PCI-config access (5)
-// and shared memory (8) are not mapped.
-const MAPPED_TYPES: core::ops::RangeInclusive<u8> = 1..=4;
 
 /// Why the block device cannot be used.
 #[derive(Debug)]
@@ -65,6 +51,18 @@ impl From<VirtioPciError> for BlkError {
     }
 }
 
+impl From<OpenError> for BlkError {
+    fn from(e: OpenError) -> BlkError {
+        match e {
+            OpenError::NoDevice => BlkError::NoDevice,
+            OpenError::BadCapability { bar, offset, length } => BlkError::BadCapability { bar, offset, length },
+            OpenError::BadCapabilityList => BlkError::BadCapabilityList,
+            OpenError::Dma(e) => BlkError::Dma(e),
+            OpenError::Transport(e) => BlkError::Transport(e),
+        }
+    }
+}
+
 impl From<virtio_drivers::Error> for BlkError {
     fn from(e: virtio_drivers::Error) -> BlkError {
         BlkError::Virtio(e)
@@ -79,58 +77,13 @@ pub struct BlockDevice {
 }
 
 /// Finds the first virtio-blk function through `cam`, maps its BARs from `device_memory`
-/// (which the DMA arena must already be set up beside, `dma::init`), and brings it up.
+/// (which the DMA arena must already be set up beside, `dma::init`), and brings it up
+/// (`virtio_pci::open`).
 pub fn open(cam: ConfigPorts, device_memory: Handle) -> Result<BlockDevice, BlkError> {
-    let function = pci::find(&cam, VIRTIO_VENDOR, &BLOCK_DEVICES).ok_or(BlkError::NoDevice)?;
-    let a = function.address;
-    cam.set_command(a, cam.command(a) | command::MEMORY_SPACE | command::BUS_MASTER);
-    for slot in 0..6 {
-        if let Some((address, size)) = function.memory_bar(slot) {
-            if address != 0 {
-                dma::map_registers(device_memory, address, size)?;
-            }
-        }
-    }
-    check_structures(&cam, &function)?;
-    let mut root = PciRoot::new(cam);
-    let transport = PciTransport::new::<TuttiHal, _>(&mut root, a.into())?;
+    let (function, transport) = virtio_pci::open(cam, device_memory, &BLOCK_DEVICES)?;
     let inner = VirtIOBlk::<TuttiHal, _>::new(transport)?;
     let capacity = inner.capacity();
     Ok(BlockDevice { inner, function, capacity })
-}
-
-/// Checks each virtio structure of the capability list against the BARs.
-fn check_structures(cam: &ConfigPorts, function: &Function) -> Result<(), BlkError> {
-    let mut result = Ok(());
-    let ends = pci::capabilities(cam, function.address, |c| {
-        if c.id != PCI_CAP_VENDOR || result.is_err() {
-            return;
-        }
-        // The transport reads the 16-byte virtio_pci_cap (20 for notify) from here.
-        if c.offset > 0xff - 0x14 {
-            result = Err(BlkError::BadCapabilityList);
-            return;
-        }
-        let a: Address = function.address;
-        let cfg_type = (cam.read(a, c.offset + CAP_TYPE_AND_BAR) >> 24) as u8;
-        if !MAPPED_TYPES.contains(&cfg_type) {
-            return;
-        }
-        let bar = cam.read(a, c.offset + CAP_BAR) as u8;
-        let offset = cam.read(a, c.offset + CAP_OFFSET);
-        let length = cam.read(a, c.offset + CAP_LENGTH);
-        let fits = function.memory_bar(bar as usize).is_some_and(|(address, size)| {
-            address != 0 && (offset as u64).checked_add(length as u64).is_some_and(|end| end <= size)
-        });
-        if !fits {
-            result = Err(BlkError::BadCapability { bar, offset, length });
-        }
-    });
-    // virtio-drivers walks the list again without a bound: refuse a looping one here.
-    if !ends {
-        return Err(BlkError::BadCapabilityList);
-    }
-    result
 }
 
 impl BlockDevice {

@@ -1,11 +1,34 @@
-//! The kernel console: formatted output on the serial port, and the `log` backend that filters
-//! by the level chosen on the command line (`log=`).
+//! The kernel console: formatted output on the serial port, kept also in the kernel log ring
+//! (`LogRead`, the shell's `dmesg`), and the `log` backend that filters by the level chosen on
+//! the command line (`log=`).
 
 use crate::arch::serial::Serial;
 use core::fmt::Write;
+use kcore::logring::LogRing;
 use spin::Mutex;
 
 static CONSOLE: Mutex<Option<Serial>> = Mutex::new(None);
+/// The last 16 KiB printed, for `LogRead`.
+static LOG: Mutex<LogRing<LOG_BYTES>> = Mutex::new(LogRing::new());
+const LOG_BYTES: usize = 16 * 1024;
+
+/// Writes into the log ring what is formatted through it.
+struct ToRing<'a>(&'a mut LogRing<LOG_BYTES>);
+
+impl Write for ToRing<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.0.push(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Copies log bytes from position `from`: the position of the first byte copied, the count,
+/// and the end of the log.
+pub fn log_read(from: u64, out: &mut [u8]) -> (u64, usize, u64) {
+    let ring = LOG.lock();
+    let (start, n) = ring.read(from, out);
+    (start, n, ring.end())
+}
 
 /// Initialises the serial port and installs the logger at level `info`.
 pub fn init() {
@@ -32,6 +55,7 @@ pub fn print(args: core::fmt::Arguments) {
     if let Some(serial) = CONSOLE.lock().as_mut() {
         let _ = serial.write_fmt(args);
     }
+    let _ = ToRing(&mut LOG.lock()).write_fmt(args);
 }
 
 /// Prints from a context that may have interrupted a holder of the console lock (a panic or a

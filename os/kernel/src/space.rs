@@ -92,6 +92,14 @@ impl AddressSpace {
         })
     }
 
+    /// Copies `bytes` to user address `at`, which must be mapped user-writable.
+    pub fn write_user(&self, at: u64, bytes: &[u8]) -> Result<(), UserMemoryError> {
+        self.for_each_chunk(at, bytes.len(), flags::USER | flags::WRITABLE, &mut |phys, offset, n| {
+            // Safety: as in `write_bytes`; the page is the task's own, mapped writable.
+            unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr().add(offset), phys_to_virt(phys), n) };
+        })
+    }
+
     /// Splits `[at, at + len)` into per-page chunks, each mapped with at least `required` flags,
     /// and calls `f(phys, offset, len)` on each, after checking all of them.
     fn for_each_chunk(

@@ -36,6 +36,14 @@ impl Machine for Arch {
         space.read_user(addr, buf).map_err(|_| BadAddress)
     }
 
+    fn write_user(&mut self, space: &AddressSpace, addr: u64, buf: &[u8]) -> Result<(), BadAddress> {
+        space.write_user(addr, buf).map_err(|_| BadAddress)
+    }
+
+    fn log_read(&mut self, from: u64, out: &mut [u8]) -> (u64, usize, u64) {
+        crate::console::log_read(from, out)
+    }
+
     fn console_write(&mut self, text: &str) {
         crate::console::print(format_args!("{text}"));
     }

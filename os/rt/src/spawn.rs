@@ -81,11 +81,18 @@ fn archive() -> Result<&'static [u8], SpawnError> {
     Ok(unsafe { core::slice::from_raw_parts(ARCHIVE_AT as *const u8, size as usize) })
 }
 
-/// Starts `spawn.path` in a new task; returns the task's handle (all rights).
+/// Starts `spawn.path` of the boot archive in a new task; returns the task's handle (all
+/// rights).
 pub fn spawn(spawn: &Spawn) -> Result<Handle, SpawnError> {
     let archive = newc::Archive::new(archive()?).map_err(SpawnError::BadArchive)?;
     let file = archive.find(spawn.path).filter(|e| e.is_file()).ok_or(SpawnError::NotFound)?;
-    let elf = Elf::parse(file.data).map_err(SpawnError::BadProgram)?;
+    spawn_image(file.data, spawn)
+}
+
+/// Starts the program `image` (an ELF file read from anywhere, e.g. a file system) in a new
+/// task, as `spawn` does; `spawn.path` is not used.
+pub fn spawn_image(image: &[u8], spawn: &Spawn) -> Result<Handle, SpawnError> {
+    let elf = Elf::parse(image).map_err(SpawnError::BadProgram)?;
     if elf.position_independent {
         return Err(SpawnError::BadProgram(ElfError::NotExecutable(3)));
     }
@@ -100,8 +107,9 @@ pub fn spawn(spawn: &Spawn) -> Result<Handle, SpawnError> {
 }
 
 fn load(task: Handle, elf: &Elf, spawn: &Spawn) -> Result<(), SpawnError> {
-    // The console first, so it is the child's handle 1 as for init.
-    sys::task_grant(task, init_caps::CONSOLE, rights::WRITE, 0)?;
+    // The console first, so it is the child's handle 1 as for init; with DUPLICATE so the
+    // child can hand it on to programs it starts.
+    sys::task_grant(task, init_caps::CONSOLE, rights::WRITE | rights::DUPLICATE, 0)?;
     let arg = match spawn.cap {
         Some((cap, rights, badge)) => sys::task_grant(task, cap, rights, badge)? as u64,
         None => 0,

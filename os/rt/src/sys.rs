@@ -264,3 +264,30 @@ pub fn notification_bind(notification: Handle) -> Result<(), Error> {
 pub fn task_watch(task: Handle, notification: Handle, bits: u64) -> Result<(), Error> {
     syscall(Sys::TaskWatch, task, [notification as u64, bits, 0, 0, 0, 0, 0]).map(drop)
 }
+
+/// What a task uses (`TaskInfo`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskInfo {
+    /// Bytes of quota in use, and the quota.
+    pub used: u64,
+    pub quota: u64,
+    pub threads: u64,
+    pub capabilities: u64,
+    /// Pages mapped into its address space.
+    pub pages: u64,
+}
+
+/// What the task of `task` (CONTROL), or the caller with handle 0, uses.
+pub fn task_info(task: Handle) -> Result<TaskInfo, Error> {
+    let r = syscall(Sys::TaskInfo, task, [0; 7])?;
+    Ok(TaskInfo { used: r[0], quota: r[1], threads: r[2], capabilities: r[3], pages: r[4] })
+}
+
+/// Copies kernel log bytes from position `from` into `out` with a console capability that has
+/// READ: the position of the first byte copied (later than `from` if those bytes are gone), the
+/// count, and the log's end.
+pub fn log_read(console: Handle, from: u64, out: &mut [u8]) -> Result<(u64, usize, u64), Error> {
+    let len = out.len().min(abi::syscall::LOG_READ_MAX);
+    let r = syscall(Sys::LogRead, console, [out.as_mut_ptr() as u64, len as u64, from, 0, 0, 0, 0])?;
+    Ok((r[1], r[0] as usize, r[2]))
+}

@@ -32,6 +32,9 @@ pub mod boot {
     use super::Name;
     use rt::ipc::Cap;
 
+    /// The bytes of an `arg` line in one `ArgumentPart`.
+    pub const ARG_PART: usize = 28;
+
     /// Service states in a `Service` reply.
     pub mod state {
         pub const RUNNING: u8 = 1;
@@ -80,6 +83,16 @@ pub mod boot {
                 Status { index: u32 } = 4,
                 /// From the name service only: its endpoint, for init to hand out.
                 Provide { endpoint: Cap } = 5,
+                /// Bytes `offset..` of the caller's `index`-th `arg` line.
+                Argument { index: u32, offset: u32 } = 6,
+                /// What the `index`-th service's task uses (`Usage`).
+                Usage { index: u32 } = 7,
+                /// `admin` services only: end the `index`-th service now as if it had been
+                /// killed (its restart policy then applies).
+                Kill { index: u32 } = 8,
+                /// `admin` services only: start the `index`-th service again now, ending it first
+                /// if it runs, without backoff and whatever its policy.
+                Restart { index: u32 } = 9,
             }
             response Response {
                 /// I/O ports `first` to `first + count - 1`.
@@ -103,6 +116,12 @@ pub mod boot {
                 Failed = 11,
                 /// The boot archive: a read-only memory object of `len` bytes (cpio newc).
                 BootArchive { cap: Cap, len: u64 } = 12,
+                /// Part of an `arg` line of `total` bytes: `len` bytes in `bytes`.
+                ArgumentPart { total: u16, len: u8, bytes: [u8; ARG_PART] } = 13,
+                /// Quota bytes in use and the quota, and pages mapped (a running service).
+                Usage { used: u64, quota: u64, pages: u64 } = 14,
+                /// The console, with the right to read the kernel log (`sys::log_read`).
+                KernelLog { cap: Cap } = 15,
             }
         }
     }
@@ -216,6 +235,29 @@ pub fn capabilities() -> Result<Vec<boot::Response>, IpcError> {
             boot::Response::NoMore => break,
             other => out.push(other),
         }
+    }
+    Ok(out)
+}
+
+/// This service's `arg` lines from the manifest, in order.
+pub fn arguments() -> Result<Vec<alloc::string::String>, IpcError> {
+    let mut out = Vec::new();
+    for index in 0..64 {
+        let mut text = Vec::new();
+        loop {
+            let request = boot::Request::Argument { index, offset: text.len() as u32 };
+            match init().call(&request, sys::FOREVER_NS)? {
+                boot::Response::ArgumentPart { total, len, bytes } => {
+                    let len = (len as usize).min(bytes.len());
+                    text.extend_from_slice(&bytes[..len]);
+                    if len == 0 || text.len() >= total as usize {
+                        break;
+                    }
+                }
+                _ => return Ok(out),
+            }
+        }
+        out.push(alloc::string::String::from_utf8_lossy(&text).into_owned());
     }
     Ok(out)
 }

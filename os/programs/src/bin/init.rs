@@ -68,6 +68,8 @@ struct Slot {
     started_at: u64,
     quick_failures: u32,
     next_backoff_ms: u64,
+    /// An admin asked for a restart: start again at once when it has ended.
+    restart_now: bool,
     restart_at: u64,
 }
 
@@ -138,6 +140,7 @@ impl Slot {
             started_at: 0,
             quick_failures: 0,
             restart_at: 0,
+            restart_now: false,
         }
     }
 }
@@ -185,6 +188,11 @@ fn make(service: &str, capability: &Capability) -> Made {
                 },
             }),
         Capability::Endpoint { service } => Ok(Made::Endpoint(svc::name(service).unwrap_or_default())),
+        Capability::KernelLog => {
+            sys::cap_duplicate(init_caps::CONSOLE, rights::READ | rights::WRITE | rights::DUPLICATE, 0).map(|cap| {
+                Made::Device { cap, capability: capability.clone(), response: |cap, _| Response::KernelLog { cap } }
+            })
+        }
         Capability::BootArchive => sys::cap_duplicate(init_caps::BOOT_ARCHIVE, rights::READ | rights::DUPLICATE, 0)
             .map(|cap| Made::Device {
                 cap,
@@ -354,6 +362,58 @@ impl Init {
                     }
                 }
             },
+            Request::Argument { index: n, offset } => match self.slots[index].spec.args.get(n as usize) {
+                None => Response::NoMore,
+                Some(text) => {
+                    let rest = text.as_bytes().get(offset as usize..).unwrap_or_default();
+                    let len = rest.len().min(svc::boot::ARG_PART);
+                    let mut bytes = [0; svc::boot::ARG_PART];
+                    bytes[..len].copy_from_slice(&rest[..len]);
+                    Response::ArgumentPart { total: text.len() as u16, len: len as u8, bytes }
+                }
+            },
+            Request::Usage { index: n } => match self.slots.get(n as usize).map(|s| s.task) {
+                None => Response::NoMore,
+                Some(None) => Response::Unavailable,
+                Some(Some(task)) => match sys::task_info(task) {
+                    Ok(info) => Response::Usage { used: info.used, quota: info.quota, pages: info.pages },
+                    Err(_) => Response::Unavailable,
+                },
+            },
+            Request::Kill { index: n } | Request::Restart { index: n } if !self.slots[index].spec.admin => {
+                let _ = n;
+                Response::Denied
+            }
+            Request::Kill { index: n } => match self.slots.get(n as usize) {
+                None => Response::NoMore,
+                Some(s) => {
+                    if let Some(task) = s.task {
+                        rt::println!(
+                            "init: killing service {} (asked by {})",
+                            s.spec.name,
+                            self.slots[index].spec.name
+                        );
+                        let _ = sys::cap_revoke(task);
+                    }
+                    Response::Done
+                }
+            },
+            Request::Restart { index: n } => match self.slots.get_mut(n as usize) {
+                None => Response::NoMore,
+                Some(s) => {
+                    s.restart_now = true;
+                    match s.task {
+                        Some(task) => {
+                            let _ = sys::cap_revoke(task);
+                        }
+                        None => {
+                            s.state = state::BACKING_OFF;
+                            s.restart_at = 0;
+                        }
+                    }
+                    Response::Done
+                }
+            },
             Request::Provide { endpoint } => {
                 if self.slots[index].spec.name != manifest::NAME_SERVICE {
                     let _ = sys::cap_close(endpoint.0);
@@ -456,6 +516,14 @@ impl Init {
             let forget = names_proto::Request::Forget { client: slot.badge };
             let _ = Client::<Names>::new(names).call(&forget, NAMES_CALL_NS);
         }
+        if core::mem::take(&mut slot.restart_now) {
+            rt::println!("init: service {} {what}; restarting now (asked)", slot.spec.name);
+            slot.quick_failures = 0;
+            slot.next_backoff_ms = slot.spec.backoff.initial_ms;
+            slot.state = state::BACKING_OFF;
+            slot.restart_at = now;
+            return;
+        }
         let again = match slot.spec.restart {
             Restart::Always => true,
             Restart::OnFailure => failed,
@@ -465,7 +533,11 @@ impl Init {
             rt::println!("init: service {} {what}; not restarted (policy)", slot.spec.name);
             slot.state = state::STOPPED;
             if slot.spec.shutdown_on_exit {
-                self.shutdown = Some(if failed { 1 } else { 0 });
+                // The machine ends with the service's own status (1 if it reported none).
+                self.shutdown = Some(match how {
+                    Ending::Status(status) => status,
+                    Ending::Fault(_) | Ending::Vanished => 1,
+                });
             }
             return;
         }

@@ -9,8 +9,13 @@
 //! inside the buffer) before any byte is touched. The other side may change the bytes at any
 //! moment, so this type never hands out references into the buffer: [`read`](SharedBuffer::read)
 //! copies bytes out once and the receiver validates its copy. Whoever owns the memory object
-//! can destroy it, which unmaps it here too (a later access faults), so a server should read
-//! only buffers it owns: it creates the buffer and gives the client a copy without `REVOKE`.
+//! can destroy it, which unmaps it here too, so a server should read only buffers it owns: it
+//! creates the buffer and gives the client a copy without `REVOKE`. A client's buffer from a
+//! server that has died (a crash, a kill) is gone: [`read`](SharedBuffer::read) and
+//! [`write`](SharedBuffer::write) on a buffer this task did not create first check that the
+//! object still exists and return [`BufferError::Gone`] instead of faulting. (The check and the
+//! copy are two steps: a server revoked between them, while this task is preempted, still
+//! unmaps the buffer under the copy.)
 
 use super::BufRange;
 use crate::sys::{self, Error, Handle};
@@ -35,6 +40,8 @@ pub enum BufferError {
     OutOfRange,
     /// The buffer is mapped read-only here.
     ReadOnly,
+    /// The memory object is gone (its owner ended or revoked it).
+    Gone,
 }
 
 impl core::fmt::Display for BufferError {
@@ -42,6 +49,7 @@ impl core::fmt::Display for BufferError {
         f.write_str(match self {
             BufferError::OutOfRange => "range outside the buffer",
             BufferError::ReadOnly => "buffer is read-only",
+            BufferError::Gone => "buffer is gone (its owner ended)",
         })
     }
 }
@@ -54,6 +62,8 @@ pub struct SharedBuffer {
     at: u64,
     len: usize,
     writable: bool,
+    /// Created here (it lives as long as this task keeps it), not received from a peer.
+    owned: bool,
 }
 
 impl SharedBuffer {
@@ -64,7 +74,7 @@ impl SharedBuffer {
             return Err(Error::InvalidArgument);
         }
         let memory = sys::memory_create(0, len as u64)?;
-        Self::map_object(memory, len, true).inspect_err(|_| {
+        Self::map_object(memory, len, true, true).inspect_err(|_| {
             let _ = sys::cap_revoke(memory);
             let _ = sys::cap_close(memory);
         })
@@ -79,7 +89,7 @@ impl SharedBuffer {
             if rights & rights::READ == 0 {
                 return Err(Error::MissingRights);
             }
-            Self::map_object(memory, size as usize, rights & rights::WRITE != 0)
+            Self::map_object(memory, size as usize, rights & rights::WRITE != 0, false)
         });
         if result.is_err() {
             let _ = sys::cap_close(memory);
@@ -87,7 +97,7 @@ impl SharedBuffer {
         result
     }
 
-    fn map_object(memory: Handle, len: usize, writable: bool) -> Result<SharedBuffer, Error> {
+    fn map_object(memory: Handle, len: usize, writable: bool, owned: bool) -> Result<SharedBuffer, Error> {
         let pages = (len as u64).next_multiple_of(PAGE);
         let at = NEXT.fetch_add(pages + PAGE, Ordering::Relaxed);
         if at.checked_add(pages).is_none_or(|end| end > SHARED_END) {
@@ -95,7 +105,7 @@ impl SharedBuffer {
         }
         let perms = if writable { map::READ | map::WRITE } else { map::READ };
         sys::memory_map(memory, 0, at, 0, pages, perms)?;
-        Ok(SharedBuffer { memory, at, len, writable })
+        Ok(SharedBuffer { memory, at, len, writable, owned })
     }
 
     /// A copy of the capability for another task, with at most `rights` (for a peer that may
@@ -127,9 +137,17 @@ impl SharedBuffer {
         Ok((range.offset as usize, range.len as usize))
     }
 
+    /// A buffer received from a peer whose memory object is gone (see the module docs).
+    fn gone(&self) -> bool {
+        !self.owned && sys::cap_info(self.memory).is_err()
+    }
+
     /// Copies `out.len()` bytes from `offset` into `out`.
     pub fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), BufferError> {
         let (start, len) = self.check(BufRange { offset, len: out.len() as u64 })?;
+        if self.gone() {
+            return Err(BufferError::Gone);
+        }
         // Safety: [start, start + len) lies inside the mapping (checked above), which lives as
         // long as `self`, and `out` is ours; the peer may write the bytes meanwhile, which can
         // only make the copy inconsistent, never touch memory outside either range.
@@ -143,6 +161,9 @@ impl SharedBuffer {
             return Err(BufferError::ReadOnly);
         }
         let (start, len) = self.check(BufRange { offset, len: data.len() as u64 })?;
+        if self.gone() {
+            return Err(BufferError::Gone);
+        }
         // Safety: as in `read`; the mapping is writable.
         unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), (self.at as usize + start) as *mut u8, len) };
         Ok(())

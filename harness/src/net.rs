@@ -1,0 +1,208 @@
+//! Network namespaces with a tap device, for tests that reach a Tutti machine from real host
+//! sockets without touching the host's own network (docs/net.md).
+//!
+//! [`Namespace::create`] makes a fresh namespace (`ip netns add`), brings its loopback up and
+//! creates `tap0` in it with the host-side address; QEMU runs inside it
+//! ([`crate::Machine::in_namespace`]) with `-netdev tap,ifname=tap0`. The namespace (and the
+//! tap with it) is removed when the value drops, also when a test panics. Host-side sockets
+//! are made in a thread that has entered the namespace ([`Namespace::run_inside`]): `setns`
+//! moves only the calling thread, and a socket stays in the namespace it was made in.
+//! Everything here needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN); without it `create` fails with
+//! [`NetSetupError::NotRoot`], which says so.
+
+use std::fmt;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The tap device in every namespace made here.
+pub const TAP: &str = "tap0";
+
+/// Why a namespace could not be set up or entered.
+#[derive(Debug)]
+pub enum NetSetupError {
+    /// Not running as root: the tests that need a tap device cannot run.
+    NotRoot,
+    /// `ip` (iproute2) is not installed.
+    IpMissing,
+    /// A command failed: what was run and what it said.
+    Command { command: String, output: String },
+    /// A system call failed.
+    Os { what: &'static str, error: std::io::Error },
+}
+
+impl fmt::Display for NetSetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetSetupError::NotRoot => write!(
+                f,
+                "this test needs root: it creates a network namespace and a tap device \
+                 (run `cargo xtask test` as root, as CI does)"
+            ),
+            NetSetupError::IpMissing => write!(f, "`ip` not found; install it with: apt-get install -y iproute2"),
+            NetSetupError::Command { command, output } => write!(f, "`{command}` failed: {}", output.trim()),
+            NetSetupError::Os { what, error } => write!(f, "{what}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for NetSetupError {}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    // Safety: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn ip(args: &[&str]) -> Result<(), NetSetupError> {
+    let output = Command::new("ip").args(args).output().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => NetSetupError::IpMissing,
+        _ => NetSetupError::Os { what: "running ip", error: e },
+    })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stdout));
+    Err(NetSetupError::Command { command: format!("ip {}", args.join(" ")), output: text })
+}
+
+/// A network namespace with `tap0` (up, with the host's address); removed on drop.
+pub struct Namespace {
+    name: String,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl Namespace {
+    /// Creates namespace `tutti-<tag>-<pid>-<n>` with `tap0` addressed `host_cidr`
+    /// (`"10.99.0.1/24"`).
+    pub fn create(tag: &str, host_cidr: &str) -> Result<Namespace, NetSetupError> {
+        if !is_root() {
+            return Err(NetSetupError::NotRoot);
+        }
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("tutti-{tag}-{}-{n}", std::process::id());
+        ip(&["netns", "add", &name])?;
+        // From here on, drop removes it whatever fails next.
+        let ns = Namespace { name };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        ns.ip(&["tuntap", "add", "dev", TAP, "mode", "tap"])?;
+        ns.ip(&["addr", "add", host_cidr, "dev", TAP])?;
+        ns.ip(&["link", "set", TAP, "up"])?;
+        Ok(ns)
+    }
+
+    /// The namespace's name (for `ip netns exec`, [`crate::Machine::in_namespace`]).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `ip <args>` inside the namespace.
+    pub fn ip(&self, args: &[&str]) -> Result<(), NetSetupError> {
+        let mut all = vec!["netns", "exec", &self.name, "ip"];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+
+    /// Runs `f` on a new thread that has entered the namespace, and returns its result (a
+    /// panic in `f` is passed on). Sockets `f` makes live in the namespace.
+    pub fn run_inside<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<std::thread::JoinHandle<T>, NetSetupError> {
+        let path = format!("/var/run/netns/{}", self.name);
+        let file =
+            std::fs::File::open(&path).map_err(|error| NetSetupError::Os { what: "opening the namespace", error })?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let handle = std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            // Safety: `file` is an open namespace file; setns changes only this thread's
+            // network namespace.
+            let result = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            if result != 0 {
+                let _ = tx.send(Err(std::io::Error::last_os_error()));
+                panic!("setns failed");
+            }
+            let _ = tx.send(Ok(()));
+            f()
+        });
+        match rx.recv() {
+            Ok(Ok(())) => Ok(handle),
+            Ok(Err(error)) => Err(NetSetupError::Os { what: "entering the namespace (setns)", error }),
+            Err(_) => {
+                Err(NetSetupError::Os { what: "entering the namespace", error: std::io::Error::other("thread died") })
+            }
+        }
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        // Deleting the namespace removes the tap in it (QEMU has exited or is killed by then;
+        // a tap still open is removed once QEMU closes it).
+        if let Err(e) = ip(&["netns", "del", &self.name]) {
+            eprintln!("warning: could not remove network namespace {}: {e}", self.name);
+        }
+    }
+}
+
+/// A raw `AF_PACKET` socket bound to one interface: sends whole Ethernet frames as given
+/// (no checks). Make it inside the namespace ([`Namespace::run_inside`]).
+pub struct RawSocket {
+    fd: libc::c_int,
+    ifindex: libc::c_int,
+}
+
+impl RawSocket {
+    /// A raw socket on interface `name`.
+    pub fn open(name: &str) -> Result<RawSocket, NetSetupError> {
+        let cname = std::ffi::CString::new(name).map_err(|_| NetSetupError::Os {
+            what: "interface name",
+            error: std::io::ErrorKind::InvalidInput.into(),
+        })?;
+        // Safety: `cname` is a valid NUL-terminated string.
+        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) } as libc::c_int;
+        if ifindex == 0 {
+            return Err(NetSetupError::Os { what: "finding the interface", error: std::io::Error::last_os_error() });
+        }
+        let protocol = (libc::ETH_P_ALL as u16).to_be() as libc::c_int;
+        // Safety: plain socket creation; the result is checked.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, protocol) };
+        if fd < 0 {
+            return Err(NetSetupError::Os { what: "opening a packet socket", error: std::io::Error::last_os_error() });
+        }
+        Ok(RawSocket { fd, ifindex })
+    }
+
+    /// Sends one frame (at least 14 bytes for the kernel to take it; shorter ones fail).
+    pub fn send(&self, frame: &[u8]) -> std::io::Result<()> {
+        // Safety: sockaddr_ll is plain data; zero is a valid value for every field.
+        let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        address.sll_family = libc::AF_PACKET as u16;
+        address.sll_ifindex = self.ifindex;
+        address.sll_halen = 6;
+        address.sll_addr[..6].copy_from_slice(frame.get(..6).unwrap_or(&[0xff; 6]));
+        // Safety: `frame` is valid for its length; `address` is a sockaddr_ll of the size given.
+        let sent = unsafe {
+            libc::sendto(
+                self.fd,
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&address as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if sent < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RawSocket {
+    fn drop(&mut self) {
+        // Safety: `fd` is our open socket, closed once.
+        unsafe { libc::close(self.fd) };
+    }
+}

@@ -1,0 +1,122 @@
+//! `cargo xtask run --cmd "..."`: boots Tutti with the native shell running the given commands
+//! instead of reading the console, prints what they print, and exits with the last status.
+//!
+//! The boot archive is copied with `etc/services` changed: the `shell` service gets one
+//! `arg <command>` line per command and `restart never` (docs/shell.md). The shell brackets each
+//! command's output with `--- $ <command>` and `--- exit <status>`; the machine ends when the shell
+//! does (`shutdown-on-exit`).
+
+use crate::{deps, image, step, Failure};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// The longest `arg` line the manifest takes (manifest::ARG_MAX).
+const ARG_MAX: usize = 256;
+
+/// `manifest` with the shell service running `commands` once.
+pub fn manifest_with_commands(manifest: &str, commands: &[String]) -> Result<String, Failure> {
+    let mut out = String::new();
+    let mut found = false;
+    for line in manifest.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if line.split_whitespace().collect::<Vec<_>>() == ["service", "shell"] {
+            found = true;
+            for command in commands {
+                if command.contains('\n') || command.trim().is_empty() || command.len() > ARG_MAX {
+                    return Err(Failure(format!("a command must be one line of 1 to {ARG_MAX} bytes: {command:?}")));
+                }
+                out.push_str(&format!("    arg {command}\n"));
+            }
+            out.push_str("    restart never\n");
+        }
+    }
+    if !found {
+        return Err(Failure("the manifest (bootfs/etc/services) has no `service shell`".into()));
+    }
+    Ok(out)
+}
+
+/// The boot archive `bytes` with `etc/services` replaced by `manifest`.
+fn with_manifest(bytes: &[u8], manifest: &str) -> Result<Vec<u8>, Failure> {
+    let original = newc::Archive::new(bytes).map_err(|e| Failure(format!("boot archive: {e}")))?;
+    let mut writer = newc::Writer::new();
+    for entry in original.entries() {
+        if entry.name == "etc/services" {
+            continue;
+        }
+        if entry.is_dir() {
+            writer.dir(entry.name, 0o755);
+        } else if entry.is_file() {
+            writer.file(entry.name, 0o755, entry.data);
+        }
+    }
+    writer.file("etc/services", 0o644, manifest.as_bytes());
+    Ok(writer.finish())
+}
+
+pub fn run(mem: &str, append: &str, icount: bool, commands: &[String], timeout: u64) -> Result<ExitCode, Failure> {
+    deps::ensure(&[deps::QEMU])?;
+    let image = image::build()?;
+    image::check_memory(mem, &image)?;
+    let bytes = std::fs::read(&image.archive).map_err(|e| Failure(format!("boot archive: {e}")))?;
+    let manifest = newc::Archive::new(&bytes)
+        .ok()
+        .and_then(|a| a.find("etc/services").map(|e| String::from_utf8_lossy(e.data).into_owned()))
+        .ok_or_else(|| Failure("the boot archive has no etc/services".into()))?;
+    let archive = image.archive.with_file_name("cmd-archive.cpio");
+    std::fs::write(&archive, with_manifest(&bytes, &manifest_with_commands(&manifest, commands)?)?)
+        .map_err(|e| Failure(format!("{}: {e}", archive.display())))?;
+    step("booting Tutti to run the commands");
+    let machine = harness::Machine::new(&image.kernel)
+        .initrd(&archive)
+        .memory(mem)
+        .append(append)
+        .icount(icount)
+        .deadline(Duration::from_secs(timeout));
+    let machine = image::with_devices(machine)?;
+    let run = machine.run().map_err(|e| Failure(format!("cannot run QEMU: {e}")))?;
+    let mut status = None;
+    let mut inside = false;
+    for line in &run.lines {
+        let text = line.text.trim_end_matches('\r');
+        if let Some(rest) = text.strip_prefix("--- exit ") {
+            status = rest.trim().parse::<i32>().ok();
+            inside = false;
+        } else if text.starts_with("--- $ ") {
+            inside = true;
+        } else if inside {
+            println!("{text}");
+        }
+    }
+    match status {
+        Some(s) => Ok(ExitCode::from((s & 0xff) as u8)),
+        None => Err(Failure(format!(
+            "the shell did not finish the commands ({:?}); the console said:\n{}",
+            run.ending,
+            run.console()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::manifest_with_commands;
+
+    #[test]
+    fn the_commands_go_right_after_the_shell_service_line() {
+        let manifest = "service names\n    program /bin/svc_names\nservice shell\n    program /bin/shell\n";
+        let out = manifest_with_commands(manifest, &["ls /".into(), "exit 3".into()]).unwrap();
+        assert_eq!(
+            out,
+            "service names\n    program /bin/svc_names\nservice shell\n    arg ls /\n    arg exit 3\n    restart never\n    program /bin/shell\n"
+        );
+    }
+
+    #[test]
+    fn bad_commands_and_a_missing_shell_are_refused() {
+        assert!(manifest_with_commands("service shell\n", &["a\nb".into()]).is_err());
+        assert!(manifest_with_commands("service shell\n", &["x".repeat(300)]).is_err());
+        assert!(manifest_with_commands("service names\n", &["ls".into()]).is_err());
+    }
+}
