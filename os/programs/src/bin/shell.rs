@@ -499,8 +499,21 @@ impl Shell {
     }
 
     fn net(&mut self, out: &mut String) -> Result<(), String> {
-        let _ = out;
-        Err(String::from("no network status yet"))
+        let net = svc::net::Net::connect(1_000_000_000).map_err(|e| format!("network service: {e}"))?;
+        match net.config() {
+            Ok(c) => {
+                let [a, b, d, e] = c.addr;
+                let [g0, g1, g2, g3] = c.gateway;
+                let m = c.mac;
+                let _ = writeln!(
+                    out,
+                    "net0: address {a}.{b}.{d}.{e}/{} gateway {g0}.{g1}.{g2}.{g3} mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                    c.prefix, m[0], m[1], m[2], m[3], m[4], m[5]
+                );
+                Ok(())
+            }
+            Err(e) => Err(format!("net0: {e}")),
+        }
     }
 
     /// Runs the program at `path` as the supervisor of its task and waits for its end; a
