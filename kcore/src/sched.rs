@@ -127,7 +127,7 @@ impl<T> TimerQueue<T> {
 
     /// The earliest deadline.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.timers.keys().next().map(|k| k.deadline)
+        self.timers.first_key_value().map(|(k, _)| k.deadline)
     }
 
     pub fn len(&self) -> usize {

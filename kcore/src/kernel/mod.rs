@@ -57,6 +57,9 @@ pub trait Machine {
     /// Copies kernel log bytes from position `from` into `out`: the position of the first byte
     /// copied, the count, and the log's end (`logring::LogRing::read`).
     fn log_read(&mut self, from: u64, out: &mut [u8]) -> (u64, usize, u64);
+    /// Nanoseconds since boot, read now (the model's clock otherwise advances only at `tick`).
+    /// A machine without a clock of its own returns 0 and drives time through `tick` alone.
+    fn now(&mut self) -> u64;
     /// Prints on the kernel console.
     fn console_write(&mut self, text: &str);
     /// The registers of a new thread that starts at `entry` with `stack` and `arg` in `rdi`.
@@ -484,10 +487,35 @@ impl<M: Machine> Kernel<M> {
         }
     }
 
+    /// Reads the machine's clock (time never goes back).
+    fn refresh_now(&mut self) -> u64 {
+        self.now = self.now.max(self.machine.now());
+        self.now
+    }
+
+    /// When the machine's timer must next interrupt: the earliest timeout, and the end of the
+    /// current slice if another thread of its priority waits for the CPU (round robin). `None`:
+    /// no interrupt is needed until something else happens (tickless).
+    ///
+    /// A slice ends `TIMESLICE_NS` after the model's clock as last read, which may be behind the
+    /// machine's (it is read at interrupts and timed waits, not on every switch, to keep IPC
+    /// short): a thread can lose the CPU to a waiting peer early, never late.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let timers = self.timers.next_deadline();
+        // Cheapest test first: this runs on every return to user mode.
+        let Some(waiting) = self.run_queue.highest() else { return timers };
+        let current = self.current.and_then(|c| self.thread(c)).filter(|t| t.state == State::Running);
+        match current {
+            Some(t) if waiting >= t.priority => Some(timers.map_or(self.slice_end, |d| d.min(self.slice_end))),
+            _ => timers,
+        }
+    }
+
     /// Blocks the current thread in `state`, with a timeout in nanoseconds (FOREVER: none).
     fn block_current(&mut self, state: State, timeout: u64) {
         let id = self.current.expect("a thread made the call");
-        let deadline = self.now.saturating_add(timeout);
+        let now = if timeout == FOREVER { self.now } else { self.refresh_now() };
+        let deadline = now.saturating_add(timeout);
         let timer = (timeout != FOREVER).then(|| self.timers.arm(deadline, id));
         let thread = self.t(id);
         thread.state = state;
@@ -576,7 +604,8 @@ impl<M: Machine> Kernel<M> {
     /// The timer interrupt: time is `now` nanoseconds since boot. Wakes sleepers and timed-out
     /// waiters and ends the current slice when it is used up.
     pub fn tick(&mut self, now: u64) {
-        self.now = now;
+        self.now = self.now.max(now);
+        let now = self.now;
         while let Some(id) = self.timers.expired(now) {
             if let Some(thread) = self.thread_mut(id) {
                 thread.timer = None;
@@ -861,7 +890,7 @@ impl<M: Machine> Kernel<M> {
                 })?;
                 done([h.0 as u64, 0, 0, 0, 0, 0, 0])
             }
-            Sys::TimeNow => done([self.now, 0, 0, 0, 0, 0, 0]),
+            Sys::TimeNow => done([self.refresh_now(), 0, 0, 0, 0, 0, 0]),
             Sys::ThreadCreate => {
                 let target = self.target_task(task, handle)?;
                 let (entry, stack, priority, arg) = (a[0], a[1], a[2], a[3]);

@@ -65,6 +65,9 @@ impl Machine for Fake {
         self.written[start..end].copy_from_slice(buf);
         Ok(())
     }
+    fn now(&mut self) -> u64 {
+        0
+    }
     fn log_read(&mut self, from: u64, out: &mut [u8]) -> (u64, usize, u64) {
         let (start, n) = self.log.read(from, out);
         (start, n, self.log.end())
@@ -406,6 +409,30 @@ fn round_robin_within_a_priority_on_slice_end() {
     assert_eq!(k.schedule(), Some(a));
     sys(&mut k, Sys::Yield, 0, [0; 7]);
     assert_eq!(k.schedule(), Some(b));
+}
+
+#[test]
+fn the_timer_is_needed_only_for_timeouts_and_for_peers_waiting_on_a_slice() {
+    let (mut k, _, a) = boot();
+    // Alone: no timeout, nobody waiting for the CPU: no timer interrupt at all (tickless).
+    assert_eq!(k.schedule(), Some(a));
+    assert_eq!(k.next_deadline(), None);
+    // A peer of the same priority waits: the slice end.
+    let (_, b) = spawn(&mut k, 63);
+    assert_eq!(k.schedule(), Some(a));
+    assert_eq!(k.next_deadline(), Some(TIMESLICE_NS));
+    // A sleeper's deadline, when earlier than the slice end.
+    sys(&mut k, Sys::Sleep, 0, [3_000, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(k.schedule(), Some(b));
+    assert_eq!(k.next_deadline(), Some(3_000));
+    k.tick(3_000);
+    assert_eq!(k.schedule(), Some(b), "the woken thread waits for the slice end of b");
+    assert_eq!(k.next_deadline(), Some(TIMESLICE_NS));
+    // A lower priority waiting does not need a slice end.
+    let _low = spawn(&mut k, 5);
+    sys(&mut k, Sys::Sleep, 0, [50_000, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(k.schedule(), Some(a));
+    assert_eq!(k.next_deadline(), Some(53_000));
 }
 
 #[test]

@@ -98,7 +98,7 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
                 device_memory: report.device_memory,
                 irq_lines,
             };
-            system::start(name, program.space, quota, (program.entry, program.stack), devices, timer.tsc_per_ms)
+            system::start(name, program.space, quota, (program.entry, program.stack), devices, &timer)
         }
         OnReady::Exit => {
             const TICKS: u64 = 3;

@@ -40,6 +40,10 @@ impl Machine for Arch {
         space.write_user(addr, buf).map_err(|_| BadAddress)
     }
 
+    fn now(&mut self) -> u64 {
+        now_ns()
+    }
+
     fn log_read(&mut self, from: u64, out: &mut [u8]) -> (u64, usize, u64) {
         crate::console::log_read(from, out)
     }
@@ -145,14 +149,36 @@ fn deliver_interrupts(k: &mut Kernel<Arch>) {
 
 static KERNEL: Mutex<Option<Kernel<Arch>>> = Mutex::new(None);
 
-/// TSC cycles per millisecond, and the TSC at boot, for the model's clock.
-static TSC_PER_MS: AtomicU64 = AtomicU64::new(1);
+/// Nanoseconds per TSC cycle as a 32.32 fixed-point number, and the TSC at boot, for the
+/// model's clock (a multiply and a shift per reading, no division: it is read on every switch).
+static NS_PER_CYCLE_32: AtomicU64 = AtomicU64::new(1 << 32);
 static TSC_AT_BOOT: AtomicU64 = AtomicU64::new(0);
+/// The deadline the APIC timer is armed for (`u64::MAX`: stopped).
+static ARMED: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// Nanoseconds since boot.
 fn now_ns() -> u64 {
     let cycles = rdtsc().saturating_sub(TSC_AT_BOOT.load(Ordering::Relaxed));
-    (cycles as u128 * 1_000_000 / TSC_PER_MS.load(Ordering::Relaxed) as u128) as u64
+    ((cycles as u128 * NS_PER_CYCLE_32.load(Ordering::Relaxed) as u128) >> 32) as u64
+}
+
+/// Arms the one-shot timer for the model's next deadline, if that changed (tickless: no
+/// interrupt at all while nothing has a deadline).
+fn program_timer(k: &Kernel<Arch>) {
+    let deadline = k.next_deadline().unwrap_or(u64::MAX);
+    if ARMED.swap(deadline, Ordering::Relaxed) == deadline {
+        return;
+    }
+    if deadline == u64::MAX {
+        crate::arch::apic::disarm();
+    } else {
+        crate::arch::apic::arm(deadline.saturating_sub(now_ns()));
+    }
+}
+
+/// The timer fired: it is no longer armed.
+pub fn timer_fired() {
+    ARMED.store(u64::MAX, Ordering::Relaxed);
 }
 
 extern "C" {
@@ -166,10 +192,11 @@ pub fn start(
     quota: u64,
     (entry, stack): (u64, u64),
     devices: Devices,
-    tsc_per_ms: u64,
+    timer: &crate::arch::apic::TimerInfo,
 ) -> ! {
-    TSC_PER_MS.store(tsc_per_ms.max(1), Ordering::Relaxed);
+    NS_PER_CYCLE_32.store(((1_000_000u128 << 32) / timer.tsc_per_ms.max(1) as u128) as u64, Ordering::Relaxed);
     TSC_AT_BOOT.store(rdtsc(), Ordering::Relaxed);
+    crate::arch::apic::one_shot(timer);
     let stack_top = &raw const boot_stack_top as u64;
     crate::arch::gdt::set_kernel_stack(stack_top);
     crate::arch::syscall::init(stack_top);
@@ -246,6 +273,7 @@ fn resume(
             let k = guard.as_mut().expect("the kernel runs once a task exists");
             report_ended(k);
             let next = k.schedule();
+            program_timer(k);
             if let Some(id) = next.filter(|n| Some(*n) == interrupted) {
                 // The same thread goes on: its registers are in the frame already.
                 if let Some(r) = k.take_return(id) {

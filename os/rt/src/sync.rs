@@ -3,8 +3,10 @@
 //! The kernel preempts threads and schedules strictly by priority, so a pure spinlock could
 //! spin forever: a high-priority thread spinning on a lock held by a lower-priority thread of
 //! the same task never lets the holder run. [`SpinLock`] therefore backs off: it spins briefly,
-//! then yields (which helps a holder of the same priority), then sleeps a timer tick at a time
-//! (which lets a holder of any priority run and release the lock). Uncontended, locking is one
+//! then yields (which helps a holder of the same priority), then sleeps, from 50 us doubling up
+//! to 1 ms (which lets a holder of any priority run and release the lock; the kernel's timer is
+//! one-shot, so a sleep lasts what it asks, and a too-short one would let the holder run for only
+//! a moment). Uncontended, locking is one
 //! atomic compare-and-swap and unlocking one store.
 
 use crate::sys;
@@ -16,6 +18,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 const SPINS: u32 = 64;
 /// Yields before the lock starts sleeping.
 const YIELDS: u32 = 64;
+/// The first and the longest sleep, in nanoseconds.
+const SLEEP_FIRST_NS: u64 = 50_000;
+const SLEEP_MAX_NS: u64 = 1_000_000;
 
 /// Mutual exclusion for a `T` shared by the threads of a task.
 pub struct SpinLock<T> {
@@ -36,6 +41,7 @@ impl<T> SpinLock<T> {
     /// Waits until the lock is free and takes it; it is released when the guard drops.
     pub fn lock(&self) -> SpinGuard<'_, T> {
         let mut tries = 0u32;
+        let mut nap = SLEEP_FIRST_NS;
         while self.locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
             tries = tries.saturating_add(1);
             if tries < SPINS {
@@ -43,8 +49,8 @@ impl<T> SpinLock<T> {
             } else if tries < SPINS + YIELDS {
                 sys::yield_now();
             } else {
-                // The shortest sleep: until the next timer tick.
-                sys::sleep(1);
+                sys::sleep(nap);
+                nap = (nap * 2).min(SLEEP_MAX_NS);
             }
         }
         SpinGuard { lock: self }

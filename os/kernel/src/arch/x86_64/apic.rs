@@ -117,6 +117,30 @@ fn calibrate() -> Result<TimerInfo, NoPit> {
     }
 }
 
+/// APIC timer counts per millisecond, once calibrated (for `arm`).
+static COUNTS_PER_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Switches the timer from periodic ticks to one-shot mode, stopped: from now on it fires only
+/// when `arm`ed (the kernel is tickless once tasks run).
+pub fn one_shot(info: &TimerInfo) {
+    COUNTS_PER_MS.store(info.apic_per_ms, Ordering::Relaxed);
+    write(REG_TIMER_INITIAL, 0);
+    write(REG_LVT_TIMER, TIMER_VECTOR as u32);
+}
+
+/// Makes the one-shot timer fire `ns` nanoseconds from now (at least one count, at most about
+/// a minute: an earlier interrupt is harmless, the kernel re-arms for what is left).
+pub fn arm(ns: u64) {
+    let per_ms = COUNTS_PER_MS.load(Ordering::Relaxed);
+    let counts = (ns as u128 * per_ms as u128 / 1_000_000).clamp(1, u32::MAX as u128);
+    write(REG_TIMER_INITIAL, counts as u32);
+}
+
+/// Stops the one-shot timer.
+pub fn disarm() {
+    write(REG_TIMER_INITIAL, 0);
+}
+
 /// Acknowledges the interrupt being handled.
 pub fn end_of_interrupt() {
     write(REG_EOI, 0);

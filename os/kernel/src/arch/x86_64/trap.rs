@@ -229,6 +229,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> *const TrapFrame {
     match frame.vector {
         v if v == TIMER_VECTOR as u64 => {
             crate::time::tick();
+            crate::system::timer_fired();
             super::apic::end_of_interrupt();
             // While idle (kernel mode) the tick is only counted; the idle loop tells the model.
             if frame.is_user() {
