@@ -97,10 +97,50 @@ pub enum Sys {
     /// (at most `LOG_READ_MAX`) with the console handle (READ): `r0` the count, `r1` the position
     /// of the first byte copied (later than `a2` if those bytes are gone), `r2` the log's end.
     LogRead = 33,
+    /// Gives the task of the handle (CONTROL; not the caller's own) a personality: the endpoint
+    /// `a0` (SEND). From then on every `syscall` instruction of its threads is a call to that
+    /// endpoint (label `label::SYSCALL`, words = rax, rdi, rsi, rdx, badge = the capability's);
+    /// the reply's word 0 becomes the thread's rax and nothing else changes.
+    TaskSetPersonality = 34,
+    /// Reads (`a1` = 0) or writes (`a1` = 1) the saved user registers of the thread of the
+    /// handle (CONTROL; not the calling thread), `regs::COUNT` words at `a0` in `regs` order.
+    ThreadRegs = 35,
+    /// Detaches the call the calling thread is serving into a one-shot reply capability
+    /// (`r0`), so the thread can receive other calls and answer this one later.
+    ReplyDetach = 36,
+    /// Answers the call of the reply capability of the handle (SEND) with the message `a0`-`a5`
+    /// (as `Reply`); the capability is closed. A caller that has gone is not an error.
+    ReplyWith = 37,
+}
+
+/// The registers `ThreadRegs` reads and writes, in this order, one `u64` each.
+pub mod regs {
+    pub const RAX: usize = 0;
+    pub const RBX: usize = 1;
+    pub const RCX: usize = 2;
+    pub const RDX: usize = 3;
+    pub const RSI: usize = 4;
+    pub const RDI: usize = 5;
+    pub const RBP: usize = 6;
+    pub const RSP: usize = 7;
+    pub const R8: usize = 8;
+    pub const R9: usize = 9;
+    pub const R10: usize = 10;
+    pub const R11: usize = 11;
+    pub const R12: usize = 12;
+    pub const R13: usize = 13;
+    pub const R14: usize = 14;
+    pub const R15: usize = 15;
+    pub const RIP: usize = 16;
+    /// Written: only the arithmetic flags, DF and TF are taken; IF stays set, IOPL 0.
+    pub const RFLAGS: usize = 17;
+    /// The `fs` segment base (thread-local storage).
+    pub const FS_BASE: usize = 18;
+    pub const COUNT: usize = 19;
 }
 
 impl Sys {
-    pub const ALL: [Sys; 34] = [
+    pub const ALL: [Sys; 38] = [
         Sys::DebugWrite,
         Sys::Exit,
         Sys::Yield,
@@ -135,6 +175,10 @@ impl Sys {
         Sys::TaskWatch,
         Sys::TaskInfo,
         Sys::LogRead,
+        Sys::TaskSetPersonality,
+        Sys::ThreadRegs,
+        Sys::ReplyDetach,
+        Sys::ReplyWith,
     ];
 
     pub fn from_number(n: u16) -> Option<Sys> {
@@ -169,6 +213,13 @@ pub mod info {
     /// The label of a message.
     pub const fn label(info: u64) -> u32 {
         info as u32
+    }
+    /// Where a `SYSCALL` message's info word carries the calling thread's number (the `r4` of
+    /// `CapInfo` on a capability to that thread).
+    pub const THREAD_SHIFT: u32 = 40;
+    /// The calling thread's number in a `SYSCALL` message's info word.
+    pub const fn thread(info: u64) -> u32 {
+        (info >> THREAD_SHIFT) as u32
     }
 }
 
@@ -234,6 +285,8 @@ pub mod label {
     pub const FAULT: u32 = 0xffff_0001;
     /// The bound notification was signalled while the thread received: word 0 = the bits.
     pub const NOTIFY: u32 = 0xffff_0002;
+    /// A `syscall` instruction of a task with a personality: words = rax, rdi, rsi, rdx.
+    pub const SYSCALL: u32 = 0xffff_0003;
 }
 
 /// Object types reported by `CapInfo`.
@@ -248,6 +301,8 @@ pub enum ObjectType {
     Memory = 6,
     IoPorts = 7,
     IrqLines = 8,
+    /// A call being answered later (`ReplyDetach`).
+    Reply = 9,
 }
 
 /// Error codes returned in `rax`.

@@ -105,7 +105,10 @@ impl<M: Machine> Kernel<M> {
             (t.task, t.serving)
         };
         let Some(caller) = serving else { return false };
-        if !self.thread(caller).is_some_and(|c| c.state == State::AwaitingReply(id) && !c.in_fault) {
+        if !self
+            .thread(caller)
+            .is_some_and(|c| c.state == State::AwaitingReply(id) && !c.in_fault && !c.in_foreign_call)
+        {
             return false;
         }
         // Pending signals of a bound notification end the receive at once: the general path.
@@ -230,6 +233,61 @@ impl<M: Machine> Kernel<M> {
         if self.thread(caller).is_some_and(|c| c.state == State::AwaitingReply(id)) {
             let result = self.received(caller, message);
             self.wake_direct(caller, result);
+        }
+        Ok(())
+    }
+
+    /// `ReplyDetach`: the call `id` serves becomes a reply capability of its task; `id` no
+    /// longer serves it (and drops back to its own priority).
+    pub(super) fn reply_detach(&mut self, id: ThreadId, task: TaskId) -> Result<Handle, Error> {
+        let Some(caller) = self.t(id).serving else { return Err(Error::NoCaller) };
+        if !self.thread(caller).is_some_and(|c| c.state == State::AwaitingReply(id)) {
+            return Err(Error::NoCaller);
+        }
+        let seq = self.next_detach;
+        let cap = Capability {
+            object: Object::Reply { caller, seq },
+            rights: Rights::SEND | Rights::DUPLICATE | Rights::REVOKE,
+            badge: 0,
+        };
+        self.task_mut(task).ok_or(Error::InvalidHandle)?.charge(super::cost::CAPABILITY)?;
+        let handle = match self.task_mut(task).expect("charged above").caps.insert(cap) {
+            Ok(h) => h,
+            Err(e) => {
+                self.task_mut(task).expect("charged above").refund(super::cost::CAPABILITY);
+                return Err(super::cap_error(e));
+            }
+        };
+        self.next_detach = seq.wrapping_add(1);
+        self.t(caller).state = State::Detached(seq);
+        self.task_mut(task).expect("looked up above").detached.push((caller, seq));
+        let t = self.t(id);
+        t.serving = None;
+        t.priority = t.base_priority;
+        if self.run_queue.highest().is_some_and(|h| h > self.t(id).priority) {
+            self.give_way = Some(false);
+        }
+        Ok(handle)
+    }
+
+    /// `ReplyWith`: answers the detached call behind `handle` with the message `a`, and closes
+    /// the handle (one answer per call).
+    pub(super) fn reply_with(&mut self, task: TaskId, handle: Handle, a: [u64; 7]) -> Result<(), Error> {
+        // Not `lookup`: a reply whose caller has gone (timed out, ended) is still answered, into
+        // the void, and closed.
+        let cap =
+            self.task(task).ok_or(Error::InvalidHandle)?.caps.check(handle, Rights::SEND).map_err(super::cap_error)?;
+        let Object::Reply { caller, seq } = cap.object else { return Err(Error::WrongType) };
+        let message = self.outgoing(task, None, a)?;
+        if let Some(t) = self.task_mut(task) {
+            t.detached.retain(|&(c, s)| (c, s) != (caller, seq));
+            if t.caps.remove(handle).is_ok() {
+                t.refund(super::cost::CAPABILITY);
+            }
+        }
+        if self.thread(caller).is_some_and(|c| c.state == State::Detached(seq)) {
+            let result = self.received(caller, message);
+            self.wake(caller, result);
         }
         Ok(())
     }

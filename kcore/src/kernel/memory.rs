@@ -280,9 +280,11 @@ impl<M: Machine> Kernel<M> {
             owned: Vec::new(),
             max_priority: priority as u8,
             supervisor: None,
+            personality: None,
             parent: Some((task, quota)),
             mappings: Vec::new(),
             watchers: Vec::new(),
+            detached: Vec::new(),
         });
         // The child belongs to its creator: it ends when the creator ends.
         self.task_mut(task).expect("looked up above").owned.push(Object::Task(child));

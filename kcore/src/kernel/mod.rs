@@ -22,7 +22,7 @@ pub use memory::{Access, MapFailure, MemoryObject};
 use crate::arena::{Arena, Id};
 use crate::cap::{CapError, CapTable, Capability, Handle, Rights};
 use crate::sched::{RunQueue, TimerKey, TimerQueue, MAX_PRIORITY};
-use abi::syscall::{Args, Error, ObjectType, Return, Sys, DEBUG_WRITE_MAX, FOREVER, LOG_READ_MAX, MESSAGE_WORDS};
+use abi::syscall::{regs, Args, Error, ObjectType, Return, Sys, DEBUG_WRITE_MAX, FOREVER, LOG_READ_MAX, MESSAGE_WORDS};
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -57,6 +57,11 @@ pub trait Machine {
     /// Copies kernel log bytes from position `from` into `out`: the position of the first byte
     /// copied, the count, and the log's end (`logring::LogRing::read`).
     fn log_read(&mut self, from: u64, out: &mut [u8]) -> (u64, usize, u64);
+    /// The user registers saved in `context`, in `abi::syscall::regs` order.
+    fn context_regs(&self, context: &Self::Context) -> [u64; regs::COUNT];
+    /// Replaces them; false (nothing changed) if a value is not acceptable, e.g. a `rip`,
+    /// `rsp` or `fs` base outside the user half.
+    fn set_context_regs(&mut self, context: &mut Self::Context, regs: &[u64; regs::COUNT]) -> bool;
     /// Nanoseconds since boot, read now (the model's clock otherwise advances only at `tick`).
     /// A machine without a clock of its own returns 0 and drives time through `tick` alone.
     fn now(&mut self) -> u64;
@@ -129,6 +134,12 @@ pub enum Object {
         base: u8,
         count: u8,
     },
+    /// The detached call of `caller` (`ReplyDetach`), valid while the caller is in
+    /// `State::Detached(seq)`.
+    Reply {
+        caller: ThreadId,
+        seq: u32,
+    },
 }
 
 impl Object {
@@ -142,9 +153,13 @@ impl Object {
             Object::Memory(_) => ObjectType::Memory,
             Object::IoPorts { .. } => ObjectType::IoPorts,
             Object::IrqLines { .. } => ObjectType::IrqLines,
+            Object::Reply { .. } => ObjectType::Reply,
         }
     }
 }
+
+/// `rax` of a foreign system call that could not be delivered or answered: `-ENOSYS`.
+pub const FOREIGN_FAILED: u64 = -38i64 as u64;
 
 /// What objects cost against a task's quota, in bytes. Memory pages count at their size; kernel
 /// heap memory counts eight times over, because the kernel heap is an eighth of physical memory:
@@ -175,12 +190,17 @@ pub struct Task<S> {
     max_priority: u8,
     /// Where fault messages go: an endpoint and the badge they carry.
     supervisor: Option<(EndpointId, u64)>,
+    /// Where its threads' `syscall` instructions go, as messages (`TaskSetPersonality`): the
+    /// task runs another system's ABI (Linux) served in user space.
+    personality: Option<(EndpointId, u64)>,
     /// The task that created this one and the quota it gave (returned when this one ends).
     parent: Option<(TaskId, u64)>,
     /// Memory objects mapped into this task: (object, address, pages).
     mappings: Vec<(MemoryId, u64, u64)>,
     /// Notifications to signal when this task ends (`TaskWatch`).
     watchers: Vec<(NotificationId, u64)>,
+    /// Calls it detached and has not answered yet: when it ends, their callers get `PeerDied`.
+    detached: Vec<(ThreadId, u32)>,
 }
 
 impl<S> Task<S> {
@@ -214,6 +234,9 @@ pub enum State {
     /// Waiting on a notification.
     Waiting(NotificationId),
     Sleeping,
+    /// Its call was received and detached into a reply capability (`ReplyDetach`) with this
+    /// number; waiting for `ReplyWith`.
+    Detached(u32),
 }
 
 /// A message: an info word (label and flags), data words, maybe a capability, and (when
@@ -241,6 +264,12 @@ pub struct Thread<C> {
     outgoing: Message,
     /// Its call is a fault message: the reply resumes it with its registers untouched.
     in_fault: bool,
+    /// Its task has a personality: its `syscall` instructions become messages.
+    foreign: bool,
+    /// Its call is a foreign system call: the reply's word 0 becomes its `rax`, nothing else.
+    in_foreign_call: bool,
+    /// The `rax` to write when it next runs (the result of a foreign system call).
+    pending_rax: Option<u64>,
     /// A notification whose signals also end its receives (`NotificationBind`).
     bound: Option<NotificationId>,
     pub context: C,
@@ -300,6 +329,8 @@ pub struct Kernel<M: Machine> {
     irq_bindings: [Option<(NotificationId, u64)>; MAX_IRQ_LINES],
     run_queue: RunQueue<ThreadId>,
     timers: TimerQueue<ThreadId>,
+    /// Numbers detached calls (`State::Detached`), so a reply capability answers only its call.
+    next_detach: u32,
     current: Option<ThreadId>,
     /// The current thread must give way at the next schedule (a higher priority woke, or it
     /// yielded, or its slice ended): `Some(true)` to the back of its level, `Some(false)` to
@@ -327,6 +358,7 @@ impl<M: Machine> Kernel<M> {
             irq_bindings: [None; MAX_IRQ_LINES],
             run_queue: RunQueue::default(),
             timers: TimerQueue::default(),
+            next_detach: 0,
             current: None,
             give_way: None,
             handoff: None,
@@ -446,15 +478,18 @@ impl<M: Machine> Kernel<M> {
             owned: Vec::new(),
             max_priority,
             supervisor: None,
+            personality: None,
             parent: None,
             mappings: Vec::new(),
             watchers: Vec::new(),
+            detached: Vec::new(),
         })
     }
 
     fn new_thread(&mut self, task: TaskId, entry: u64, stack: u64, arg: u64, priority: u8) -> Result<ThreadId, Error> {
         self.task_mut(task).ok_or(Error::InvalidHandle)?.charge(cost::THREAD)?;
         let context = self.machine.new_context(entry, stack, arg);
+        let foreign = self.task(task).is_some_and(|t| t.personality.is_some());
         let id = self.threads.insert(Thread {
             task,
             state: State::Ready,
@@ -465,6 +500,9 @@ impl<M: Machine> Kernel<M> {
             serving: None,
             outgoing: Message::default(),
             in_fault: false,
+            foreign,
+            in_foreign_call: false,
+            pending_rax: None,
             bound: None,
             context,
         });
@@ -533,7 +571,11 @@ impl<M: Machine> Kernel<M> {
     fn end_wait(&mut self, id: ThreadId, result: Return) {
         let thread = self.t(id);
         let timer = thread.timer.take();
-        if !core::mem::take(&mut thread.in_fault) {
+        if core::mem::take(&mut thread.in_foreign_call) {
+            // The reply's word 0 (r[1] of a received message) is the result; if the server is
+            // gone (or anything else failed), the call fails with ENOSYS.
+            thread.pending_rax = Some(if result.status == 0 { result.r[1] } else { FOREIGN_FAILED });
+        } else if !core::mem::take(&mut thread.in_fault) {
             thread.pending = Some(result);
         }
         if let Some(key) = timer {
@@ -601,6 +643,11 @@ impl<M: Machine> Kernel<M> {
         self.thread_mut(thread)?.pending.take()
     }
 
+    /// The `rax` waiting for `thread` after a foreign system call (nothing else changes).
+    pub fn take_rax(&mut self, thread: ThreadId) -> Option<u64> {
+        self.thread_mut(thread)?.pending_rax.take()
+    }
+
     /// The timer interrupt: time is `now` nanoseconds since boot. Wakes sleepers and timed-out
     /// waiters and ends the current slice when it is used up.
     pub fn tick(&mut self, now: u64) {
@@ -655,7 +702,8 @@ impl<M: Machine> Kernel<M> {
                     self.run_queue.remove(priority, id);
                 }
             }
-            State::Running | State::Sleeping => {}
+            // The task holding the reply finds the caller gone (the state no longer matches).
+            State::Running | State::Sleeping | State::Detached(_) => {}
         }
     }
 
@@ -664,6 +712,10 @@ impl<M: Machine> Kernel<M> {
     /// The current thread made a system call with `args`.
     pub fn syscall(&mut self, args: &Args) {
         let Some(id) = self.current else { return };
+        if self.t(id).foreign {
+            self.foreign_syscall(id, args);
+            return;
+        }
         // The IPC fast paths first, before anything the general path builds.
         let (number, handle) = (args.number(), Handle(args.handle()));
         if (number == Sys::Call as u16 && self.fast_call(id, handle, &args.a))
@@ -771,6 +823,34 @@ impl<M: Machine> Kernel<M> {
                 self.bind(id, n, a[0] == 1)?;
                 done([0; 7])
             }
+            Sys::TaskSetPersonality => {
+                let target = self.target_task(task, handle)?;
+                let cap = *self
+                    .task(task)
+                    .ok_or(Error::InvalidHandle)?
+                    .caps
+                    .check(Handle(a[0] as u32), Rights::SEND)
+                    .map_err(cap_error)?;
+                let Object::Endpoint(ep) = cap.object else { return Err(Error::WrongType) };
+                if !self.alive(cap.object) {
+                    return Err(Error::InvalidHandle);
+                }
+                if target == task {
+                    // A task cannot give up its own Tutti system calls (nothing could undo it).
+                    return Err(Error::InvalidArgument);
+                }
+                self.set_personality(target, ep, cap.badge);
+                done([0; 7])
+            }
+            Sys::ThreadRegs => self.thread_regs(id, task, handle, a[0], a[1]),
+            Sys::ReplyDetach => {
+                let h = self.reply_detach(id, task)?;
+                done([h.0 as u64, 0, 0, 0, 0, 0, 0])
+            }
+            Sys::ReplyWith => {
+                self.reply_with(task, handle, a)?;
+                done([0; 7])
+            }
             Sys::TaskInfo => {
                 let target = self.target_task(task, handle)?;
                 let t = self.task(target).ok_or(Error::InvalidHandle)?;
@@ -874,6 +954,8 @@ impl<M: Machine> Kernel<M> {
                     }
                     Object::IoPorts { base, len } => (len as u64, base as u64),
                     Object::IrqLines { base, count } => (count as u64, base as u64),
+                    // A thread's number, as foreign system-call messages carry it.
+                    Object::Thread(t) => (0, t.index() as u64),
                     _ => (0, 0),
                 };
                 done([cap.object.kind() as u64, cap.rights.0 as u64, cap.badge, size, base, 0, 0])
@@ -1060,6 +1142,7 @@ impl<M: Machine> Kernel<M> {
             Object::Notification(n) => self.notifications.contains(n),
             Object::Memory(m) => self.memory.contains(m),
             Object::IoPorts { .. } | Object::IrqLines { .. } => true,
+            Object::Reply { caller, seq } => self.thread(caller).is_some_and(|t| t.state == State::Detached(seq)),
         }
     }
 
@@ -1155,6 +1238,77 @@ impl<M: Machine> Kernel<M> {
         }
     }
 
+    /// A `syscall` instruction of a thread whose task has a personality: a call to the
+    /// personality's endpoint, label `SYSCALL` with the thread's number in the info word's upper
+    /// bits (`info::thread`), words = `rax` (the number), `rdi`, `rsi`, `rdx` (the server reads
+    /// the other registers with `ThreadRegs`), badge = the personality capability's. The reply's
+    /// word 0 becomes `rax`; every other register is kept.
+    fn foreign_syscall(&mut self, id: ThreadId, args: &Args) {
+        let task = self.t(id).task;
+        let personality = self.task(task).and_then(|t| t.personality).filter(|(ep, _)| self.endpoints.contains(*ep));
+        let Some((ep, badge)) = personality else {
+            self.t(id).pending_rax = Some(FOREIGN_FAILED);
+            return;
+        };
+        let message = Message {
+            info: abi::syscall::label::SYSCALL as u64 | (id.index() as u64) << abi::syscall::info::THREAD_SHIFT,
+            words: [args.rax, args.a[0], args.a[1], args.a[2]],
+            cap: None,
+            badge,
+        };
+        self.t(id).in_foreign_call = true;
+        self.send_call(id, ep, message, FOREVER);
+    }
+
+    /// `ThreadRegs`: copies the saved registers of the thread of `handle` to or from the
+    /// caller's memory at `at`.
+    fn thread_regs(
+        &mut self,
+        id: ThreadId,
+        task: TaskId,
+        handle: Handle,
+        at: u64,
+        write: u64,
+    ) -> Result<Option<Return>, Error> {
+        let Object::Thread(target) = self.lookup(task, handle, Rights::CONTROL, ObjectType::Thread)? else {
+            return Err(Error::WrongType);
+        };
+        if target == id || write > 1 || self.thread(target).is_none() {
+            return Err(if self.thread(target).is_none() { Error::InvalidHandle } else { Error::InvalidArgument });
+        }
+        let mut bytes = [0u8; regs::COUNT * 8];
+        let space = &self.tasks.get(task).ok_or(Error::InvalidHandle)?.space;
+        if write == 0 {
+            let values = self.machine.context_regs(&self.threads.get(target).expect("checked").context);
+            for (chunk, v) in bytes.chunks_exact_mut(8).zip(values) {
+                chunk.copy_from_slice(&v.to_le_bytes());
+            }
+            self.machine.write_user(space, at, &bytes).map_err(|BadAddress| Error::BadAddress)?;
+        } else {
+            self.machine.read_user(space, at, &mut bytes).map_err(|BadAddress| Error::BadAddress)?;
+            let mut values = [0u64; regs::COUNT];
+            for (v, chunk) in values.iter_mut().zip(bytes.chunks_exact(8)) {
+                *v = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            }
+            let context = &mut self.threads.get_mut(target).expect("checked").context;
+            if !self.machine.set_context_regs(context, &values) {
+                return Err(Error::InvalidArgument);
+            }
+        }
+        Ok(Some(Return::ok([0; 7])))
+    }
+
+    /// Makes `endpoint` the personality of `task` (see `foreign_syscall`); its threads, now and
+    /// later, no longer make Tutti system calls.
+    fn set_personality(&mut self, task: TaskId, endpoint: EndpointId, badge: u64) {
+        let Some(t) = self.task_mut(task) else { return };
+        t.personality = Some((endpoint, badge));
+        let threads = t.threads.clone();
+        for thread in threads {
+            self.t(thread).foreign = true;
+        }
+    }
+
     /// Ends a task: its threads stop, callers waiting on it and on its objects get `PeerDied`,
     /// the objects it created are destroyed, its address space is freed.
     pub fn end_task(&mut self, task: TaskId, status: i64) {
@@ -1170,6 +1324,11 @@ impl<M: Machine> Kernel<M> {
         }
         for (n, bits) in &t.watchers {
             self.signal(*n, *bits);
+        }
+        for &(caller, seq) in &t.detached {
+            if self.thread(caller).is_some_and(|c| c.state == State::Detached(seq)) {
+                self.wake(caller, Return::err(Error::PeerDied));
+            }
         }
         if let Some((parent, quota)) = t.parent {
             if let Some(p) = self.task_mut(parent) {
@@ -1231,6 +1390,12 @@ impl<M: Machine> Kernel<M> {
             }
             Object::Task(t) => self.end_task(t, -1),
             Object::Memory(m) => self.destroy_memory(m),
+            // A reply revoked unanswered: its caller learns that nobody will answer.
+            Object::Reply { caller, seq } => {
+                if self.thread(caller).is_some_and(|t| t.state == State::Detached(seq)) {
+                    self.wake(caller, Return::err(Error::PeerDied));
+                }
+            }
             Object::Console | Object::IoPorts { .. } | Object::IrqLines { .. } => {}
         }
     }

@@ -68,6 +68,20 @@ impl Machine for Fake {
     fn now(&mut self) -> u64 {
         0
     }
+    fn context_regs(&self, context: &(u64, u64, u64)) -> [u64; abi::syscall::regs::COUNT] {
+        use abi::syscall::regs;
+        let mut r = [0; regs::COUNT];
+        (r[regs::RIP], r[regs::RSP], r[regs::RDI]) = *context;
+        r
+    }
+    fn set_context_regs(&mut self, context: &mut (u64, u64, u64), r: &[u64; abi::syscall::regs::COUNT]) -> bool {
+        use abi::syscall::regs;
+        if r[regs::RIP] >= 1 << 47 || r[regs::RSP] >= 1 << 47 {
+            return false;
+        }
+        *context = (r[regs::RIP], r[regs::RSP], r[regs::RDI]);
+        true
+    }
     fn log_read(&mut self, from: u64, out: &mut [u8]) -> (u64, usize, u64) {
         let (start, n) = self.log.read(from, out);
         (start, n, self.log.end())
@@ -334,6 +348,104 @@ fn callers_of_a_dead_server_get_an_error_not_a_hang() {
     assert_eq!(err(now(&mut k, Sys::Call, h.0, [0; 7])), Error::InvalidHandle);
 }
 
+/// init's thread serves calls on an endpoint from two client threads of its own task; returns
+/// (endpoint, client a, client b).
+fn two_callers(k: &mut Kernel<Fake>) -> (u32, ThreadId, ThreadId) {
+    let ep = ok(now(k, Sys::EndpointCreate, 0, [0; 7]))[0] as u32;
+    let (_, a) = spawn(k, 20);
+    let (_, b) = spawn(k, 20);
+    (ep, a, b)
+}
+
+#[test]
+fn a_detached_call_is_answered_later_while_the_server_serves_others() {
+    let (mut k, _, server) = boot_big();
+    let (ep, a, b) = two_callers(&mut k);
+    sys(&mut k, Sys::Recv, ep, [0, 0, 0, 0, 0, 0, FOREVER]);
+    assert_eq!(k.schedule(), Some(a));
+    sys(&mut k, Sys::Call, ep, [7, 70, 0, 0, 0, 0, FOREVER]);
+    assert_eq!(k.schedule(), Some(server));
+    assert_eq!(ok(k.take_return(server).unwrap())[1], 70);
+    // The server keeps a's call for later and serves b in the meantime.
+    let reply = ok(now(&mut k, Sys::ReplyDetach, 0, [0; 7]))[0] as u32;
+    assert_eq!(err(now(&mut k, Sys::ReplyDetach, 0, [0; 7])), Error::NoCaller, "nothing else is served");
+    sys(&mut k, Sys::Recv, ep, [0, 0, 0, 0, 0, 0, FOREVER]);
+    assert_eq!(k.schedule(), Some(b), "a still waits");
+    sys(&mut k, Sys::Call, ep, [8, 80, 0, 0, 0, 0, FOREVER]);
+    assert_eq!(k.schedule(), Some(server));
+    assert_eq!(ok(k.take_return(server).unwrap())[1], 80);
+    ok(now(&mut k, Sys::Reply, 0, [0, 81, 0, 0, 0, 0, 0]));
+    // Now a's answer, through the reply capability, which is then gone.
+    ok(now(&mut k, Sys::ReplyWith, reply, [0, 71, 0, 0, 0, 0, 0]));
+    assert_eq!(err(now(&mut k, Sys::ReplyWith, reply, [0, 72, 0, 0, 0, 0, 0])), Error::InvalidHandle);
+    sys(&mut k, Sys::Recv, ep, [0, 0, 0, 0, 0, 0, FOREVER]);
+    let mut answers = std::collections::BTreeMap::new();
+    while let Some(t) = k.schedule() {
+        if let Some(r) = k.take_return(t) {
+            answers.insert(t, ok(r)[1]);
+        }
+        sys(&mut k, Sys::Sleep, 0, [1_000_000, 0, 0, 0, 0, 0, 0]);
+    }
+    assert_eq!((answers.get(&a), answers.get(&b)), (Some(&71), Some(&81)));
+}
+
+#[test]
+fn a_detached_call_whose_reply_is_revoked_gets_peer_died() {
+    let (mut k, _, server) = boot_big();
+    let ep = ok(now(&mut k, Sys::EndpointCreate, 0, [0; 7]))[0] as u32;
+    let (_, a) = spawn(&mut k, 20);
+    sys(&mut k, Sys::Recv, ep, [0, 0, 0, 0, 0, 0, FOREVER]);
+    assert_eq!(k.schedule(), Some(a));
+    sys(&mut k, Sys::Call, ep, [7, 70, 0, 0, 0, 0, FOREVER]);
+    assert_eq!(k.schedule(), Some(server));
+    let _ = k.take_return(server);
+    let reply = ok(now(&mut k, Sys::ReplyDetach, 0, [0; 7]))[0] as u32;
+    let info = ok(now(&mut k, Sys::CapInfo, reply, [0; 7]));
+    assert_eq!(info[0], ObjectType::Reply as u64);
+    ok(now(&mut k, Sys::CapRevoke, reply, [0; 7]));
+    assert_eq!(err(now(&mut k, Sys::CapInfo, reply, [0; 7])), Error::InvalidHandle, "answered: gone");
+    sys(&mut k, Sys::Sleep, 0, [1_000, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(k.schedule(), Some(a));
+    assert_eq!(err(k.take_return(a).unwrap()), Error::PeerDied);
+}
+
+#[test]
+fn a_detached_call_that_times_out_is_dropped_quietly_and_a_foreign_one_gets_rax() {
+    let (mut k, _, server) = boot_big();
+    let ep = ok(now(&mut k, Sys::EndpointCreate, 0, [0; 7]))[0] as u32;
+    let (_, a) = spawn(&mut k, 20);
+    sys(&mut k, Sys::Recv, ep, [0, 0, 0, 0, 0, 0, FOREVER]);
+    assert_eq!(k.schedule(), Some(a));
+    sys(&mut k, Sys::Call, ep, [7, 70, 0, 0, 0, 0, 5_000]);
+    assert_eq!(k.schedule(), Some(server));
+    let _ = k.take_return(server);
+    let reply = ok(now(&mut k, Sys::ReplyDetach, 0, [0; 7]))[0] as u32;
+    sys(&mut k, Sys::Sleep, 0, [10_000, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(k.schedule(), None);
+    k.tick(5_000);
+    assert_eq!(k.schedule(), Some(a));
+    assert_eq!(err(k.take_return(a).unwrap()), Error::TimedOut);
+    check_invariants(&k);
+    // Foreign: a child with a personality calls; the server detaches and answers later.
+    let (pep, _, _, child) = foreign_child(&mut k);
+    sys(&mut k, Sys::Sleep, 0, [1_000_000, 0, 0, 0, 0, 0, 0]);
+    k.tick(10_000);
+    assert_eq!(k.schedule(), Some(server));
+    let _ = k.take_return(server);
+    ok(now(&mut k, Sys::ReplyWith, reply, [0, 1, 0, 0, 0, 0, 0]));
+    sys(&mut k, Sys::Recv, pep, [0, 0, 0, 0, 0, 0, FOREVER]);
+    assert_eq!(k.schedule(), Some(child));
+    k.syscall(&Args { rax: 0, a: [0; 7] });
+    assert_eq!(k.schedule(), Some(server));
+    let _ = k.take_return(server);
+    let foreign = ok(now(&mut k, Sys::ReplyDetach, 0, [0; 7]))[0] as u32;
+    ok(now(&mut k, Sys::ReplyWith, foreign, [0, 99, 0, 0, 0, 0, 0]));
+    sys(&mut k, Sys::Sleep, 0, [1_000, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(k.schedule(), Some(child));
+    assert_eq!(k.take_rax(child), Some(99));
+    check_invariants(&k);
+}
+
 #[test]
 fn queued_callers_get_peer_died_when_the_endpoint_is_revoked() {
     let (mut k, _, _) = boot();
@@ -537,6 +649,11 @@ fn check_invariants(k: &Kernel<Fake>) {
             State::Waiting(n) => assert!(k.notifications.get(n).is_some_and(|x| x.waiters.contains(&id))),
             State::AwaitingReply(s) => assert!(k.thread(s).is_some_and(|s| s.serving == Some(id))),
             State::Sleeping => assert!(t.timer.is_some()),
+            // A detached call is held by exactly one task, whose reply capability answers it.
+            State::Detached(seq) => {
+                let holders = k.tasks.iter().filter(|(_, task)| task.detached.contains(&(id, seq))).count();
+                assert_eq!(holders, 1, "detached call {seq} of {id:?}");
+            }
         }
         assert!(t.priority >= t.base_priority);
         if t.state != State::Ready {
@@ -629,6 +746,89 @@ fn tasks_made_from_user_space_share_memory_and_give_everything_back() {
     // What init still holds: an endpoint and four capabilities (child, memory, endpoint, thread).
     assert_eq!(used_end, used_before + cost::ENDPOINT + 4 * cost::CAPABILITY);
     assert_eq!(err(now(&mut k, Sys::MemoryMap, m, [0, 0x60_0000, 0, 8192, map::READ, 0, 0])), Error::InvalidHandle);
+}
+
+/// A child task with a personality: init's endpoint (badged 0x1a) gets its system calls.
+/// Returns (endpoint handle, child task handle, child thread handle, child thread id).
+fn foreign_child(k: &mut Kernel<Fake>) -> (u32, u32, u32, ThreadId) {
+    let child = ok(now(k, Sys::TaskCreate, 0, [1 << 20, 64, 20, TEXT_AT, 5, 0, 0]))[0] as u32;
+    let ep = ok(now(k, Sys::EndpointCreate, 0, [0; 7]))[0] as u32;
+    let badged = ok(now(k, Sys::CapDuplicate, ep, [Rights::ALL.0 as u64, 0x1a, 0, 0, 0, 0, 0]))[0] as u32;
+    ok(now(k, Sys::TaskSetPersonality, child, [badged as u64, 0, 0, 0, 0, 0, 0]));
+    let thread = ok(now(k, Sys::ThreadCreate, child, [0x40_0000, 0x7000, 20, 7, 0, 0, 0]))[0] as u32;
+    let task = k.current_task().unwrap();
+    let Object::Thread(id) = k.task(task).unwrap().caps.get(Handle(thread)).unwrap().object else { panic!() };
+    (ep, child, thread, id)
+}
+
+#[test]
+fn a_task_with_a_personality_sends_its_system_calls_and_gets_only_rax_back() {
+    let (mut k, _, server) = boot_big();
+    let (ep, child, thread, child_thread) = foreign_child(&mut k);
+    // The server waits; the child runs and makes what would be Tutti's `Exit`: a message.
+    sys(&mut k, Sys::Recv, ep, [0, 0, 0, 0, 0, 0, FOREVER]);
+    assert_eq!(k.schedule(), Some(child_thread));
+    k.syscall(&Args { rax: Sys::Exit as u64, a: [11, 22, 33, 44, 55, 66, 77] });
+    assert_eq!(k.schedule(), Some(server), "the personality server serves the call");
+    let got = ok(k.take_return(server).unwrap());
+    assert_eq!(got[0] as u32, abi::syscall::label::SYSCALL);
+    assert_eq!(&got[1..5], &[Sys::Exit as u64, 11, 22, 33], "number, rdi, rsi, rdx");
+    assert_eq!(got[6], 0x1a, "the personality capability's badge");
+    let thread_number = ok(now(&mut k, Sys::CapInfo, thread, [0; 7]))[4];
+    assert_eq!(abi::syscall::info::thread(got[0]) as u64, thread_number, "which thread called");
+    // It reads the thread's other registers, changes its rip, and answers 42.
+    ok(now(&mut k, Sys::ThreadRegs, thread, [WRITABLE_AT, 0, 0, 0, 0, 0, 0]));
+    let rip = u64::from_le_bytes(k.machine.written[16 * 8..17 * 8].try_into().unwrap());
+    assert_eq!(rip, 0x40_0000);
+    ok(now(&mut k, Sys::Reply, 0, [0, 42, 0, 0, 0, 0, 0]));
+    sys(&mut k, Sys::Recv, ep, [0, 0, 0, 0, 0, 0, FOREVER]);
+    assert_eq!(k.schedule(), Some(child_thread));
+    assert_eq!(k.take_return(child_thread), None, "no Tutti result: the other registers stay");
+    assert_eq!(k.take_rax(child_thread), Some(42));
+    assert!(k.task(k.current_task().unwrap()).is_some(), "Exit did not end the child");
+    let _ = child;
+}
+
+#[test]
+fn a_foreign_call_whose_server_is_gone_fails_with_enosys() {
+    let (mut k, _, server) = boot_big();
+    let (ep, _, _, child_thread) = foreign_child(&mut k);
+    // The server is busy (asleep); the child's call waits on the endpoint.
+    sys(&mut k, Sys::Sleep, 0, [1_000, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(k.schedule(), Some(child_thread));
+    k.syscall(&Args { rax: 39, a: [0; 7] });
+    assert_eq!(k.schedule(), None);
+    k.tick(1_000);
+    assert_eq!(k.schedule(), Some(server));
+    ok(k.take_return(server).unwrap());
+    // The endpoint goes away before anyone received the call.
+    ok(now(&mut k, Sys::CapRevoke, ep, [0; 7]));
+    sys(&mut k, Sys::Sleep, 0, [1_000, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(k.schedule(), Some(child_thread));
+    assert_eq!(k.take_rax(child_thread), Some(FOREIGN_FAILED));
+    assert_eq!(k.take_return(child_thread), None);
+}
+
+#[test]
+fn thread_registers_and_personalities_check_their_arguments() {
+    let (mut k, _, _) = boot_big();
+    let (ep, child, thread, _) = foreign_child(&mut k);
+    // Writing from memory that is not there, a bad direction, the wrong object, too few rights,
+    // the calling thread itself.
+    assert_eq!(err(now(&mut k, Sys::ThreadRegs, thread, [0x9000, 1, 0, 0, 0, 0, 0])), Error::BadAddress);
+    assert_eq!(err(now(&mut k, Sys::ThreadRegs, thread, [WRITABLE_AT, 2, 0, 0, 0, 0, 0])), Error::InvalidArgument);
+    assert_eq!(err(now(&mut k, Sys::ThreadRegs, thread, [0x9000, 0, 0, 0, 0, 0, 0])), Error::BadAddress);
+    assert_eq!(err(now(&mut k, Sys::ThreadRegs, ep, [WRITABLE_AT, 0, 0, 0, 0, 0, 0])), Error::WrongType);
+    let me = ok(now(&mut k, Sys::ThreadCreate, 0, [0x40_0000, 0x7000, 20, 0, 0, 0, 0]))[0] as u32;
+    let weak = ok(now(&mut k, Sys::CapDuplicate, me, [Rights::DUPLICATE.0 as u64, 0, 0, 0, 0, 0, 0]))[0] as u32;
+    assert_eq!(err(now(&mut k, Sys::ThreadRegs, weak, [WRITABLE_AT, 0, 0, 0, 0, 0, 0])), Error::MissingRights);
+    let current = k.current().unwrap();
+    let task = k.current_task().unwrap();
+    let own = k.grant(task, Capability { object: Object::Thread(current), rights: Rights::ALL, badge: 0 }).unwrap();
+    assert_eq!(err(now(&mut k, Sys::ThreadRegs, own.0, [WRITABLE_AT, 0, 0, 0, 0, 0, 0])), Error::InvalidArgument);
+    // A personality needs an endpoint, and a task cannot give itself one.
+    assert_eq!(err(now(&mut k, Sys::TaskSetPersonality, child, [thread as u64, 0, 0, 0, 0, 0, 0])), Error::WrongType);
+    assert_eq!(err(now(&mut k, Sys::TaskSetPersonality, 0, [ep as u64, 0, 0, 0, 0, 0, 0])), Error::InvalidArgument);
 }
 
 #[test]

@@ -13,7 +13,7 @@ use crate::arch::gdt::{USER_CODE, USER_DATA};
 use crate::arch::paging::MapError;
 use crate::arch::trap::{self, FpuState, TrapFrame};
 use crate::space::AddressSpace;
-use abi::syscall::{Args, Return, Sys};
+use abi::syscall::{regs, Args, Return, Sys};
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicU64, Ordering};
 use kcore::kernel::{Access, BadAddress, Devices, Fault, Kernel, Machine, MapFailure, ThreadId};
@@ -23,6 +23,25 @@ use spin::{Mutex, MutexGuard};
 pub struct Context {
     frame: TrapFrame,
     fpu: Box<FpuState>,
+    /// The `fs` segment base (thread-local storage), set with `ThreadRegs`; user code cannot
+    /// change it itself (CR4.FSGSBASE is off).
+    fs_base: u64,
+}
+
+/// IA32_FS_BASE, and the value it holds now (loaded when a thread with another one runs).
+const IA32_FS_BASE: u32 = 0xc000_0100;
+static LOADED_FS_BASE: AtomicU64 = AtomicU64::new(0);
+
+/// Arithmetic flags, TF and DF: what `ThreadRegs` may set in rflags (IF stays on, IOPL 0).
+const USER_RFLAGS: u64 = 0xdd5;
+
+/// Loads `fs_base` into the CPU if it is not there already.
+fn load_fs_base(fs_base: u64) {
+    if LOADED_FS_BASE.swap(fs_base, Ordering::Relaxed) != fs_base {
+        // Safety: IA32_FS_BASE exists on every x86_64 CPU; the value is a canonical user
+        // address (checked when it was set) or 0.
+        unsafe { cpu::wrmsr(IA32_FS_BASE, fs_base) };
+    }
 }
 
 /// The machine side of the model.
@@ -44,6 +63,45 @@ impl Machine for Arch {
         now_ns()
     }
 
+    fn context_regs(&self, context: &Context) -> [u64; regs::COUNT] {
+        let f = &context.frame;
+        [
+            f.rax,
+            f.rbx,
+            f.rcx,
+            f.rdx,
+            f.rsi,
+            f.rdi,
+            f.rbp,
+            f.rsp,
+            f.r8,
+            f.r9,
+            f.r10,
+            f.r11,
+            f.r12,
+            f.r13,
+            f.r14,
+            f.r15,
+            f.rip,
+            f.rflags,
+            context.fs_base,
+        ]
+    }
+
+    fn set_context_regs(&mut self, context: &mut Context, r: &[u64; regs::COUNT]) -> bool {
+        let user = |a: u64| a < elf::USER_END;
+        if !user(r[regs::RIP]) || !user(r[regs::RSP]) || !user(r[regs::FS_BASE]) {
+            return false;
+        }
+        let f = &mut context.frame;
+        [f.rax, f.rbx, f.rcx, f.rdx, f.rsi, f.rdi, f.rbp, f.rsp] = [r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]];
+        [f.r8, f.r9, f.r10, f.r11, f.r12, f.r13, f.r14, f.r15] = [r[8], r[9], r[10], r[11], r[12], r[13], r[14], r[15]];
+        f.rip = r[regs::RIP];
+        f.rflags = (r[regs::RFLAGS] & USER_RFLAGS) | 0x202;
+        context.fs_base = r[regs::FS_BASE];
+        true
+    }
+
     fn log_read(&mut self, from: u64, out: &mut [u8]) -> (u64, usize, u64) {
         crate::console::log_read(from, out)
     }
@@ -62,7 +120,7 @@ impl Machine for Arch {
             rflags: 0x202, // IF
             ..TrapFrame::default()
         };
-        Context { frame, fpu: Box::new(FpuState::new()) }
+        Context { frame, fpu: Box::new(FpuState::new()), fs_base: 0 }
     }
 
     fn new_space(&mut self) -> Option<AddressSpace> {
@@ -279,6 +337,9 @@ fn resume(
                 if let Some(r) = k.take_return(id) {
                     write_return(frame, &r);
                 }
+                if let Some(rax) = k.take_rax(id) {
+                    frame.rax = rax;
+                }
                 return frame;
             }
             // Another thread (or none): the interrupted one's registers go to its context.
@@ -287,10 +348,15 @@ fn resume(
             }
             if let Some(next) = next {
                 let result = k.take_return(next);
+                let rax = k.take_rax(next);
                 let thread = k.thread_mut(next).expect("scheduled threads exist");
                 if let Some(r) = result {
                     write_return(&mut thread.context.frame, &r);
                 }
+                if let Some(rax) = rax {
+                    thread.context.frame.rax = rax;
+                }
+                load_fs_base(thread.context.fs_base);
                 // Safety: one CPU; the area lives as long as the thread, and the thread stays
                 // current until the next trap, which saves into it first.
                 unsafe { trap::CURRENT_FPU = &mut *thread.context.fpu };

@@ -291,3 +291,36 @@ pub fn log_read(console: Handle, from: u64, out: &mut [u8]) -> Result<(u64, usiz
     let r = syscall(Sys::LogRead, console, [out.as_mut_ptr() as u64, len as u64, from, 0, 0, 0, 0])?;
     Ok((r[1], r[0] as usize, r[2]))
 }
+
+/// Gives `task` (CONTROL) a personality: every `syscall` instruction of its threads becomes a
+/// call to `endpoint` (SEND) labelled `abi::syscall::label::SYSCALL`, words = rax, rdi, rsi,
+/// rdx; the reply's word 0 becomes the thread's rax (docs/abi.md, "Personalities").
+pub fn task_set_personality(task: Handle, endpoint: Handle) -> Result<(), Error> {
+    syscall(Sys::TaskSetPersonality, task, [endpoint as u64, 0, 0, 0, 0, 0, 0]).map(drop)
+}
+
+/// The saved user registers of `thread` (CONTROL; not the calling thread), in
+/// `abi::syscall::regs` order.
+pub fn thread_regs(thread: Handle) -> Result<[u64; abi::syscall::regs::COUNT], Error> {
+    let mut regs = [0u64; abi::syscall::regs::COUNT];
+    syscall(Sys::ThreadRegs, thread, [regs.as_mut_ptr() as u64, 0, 0, 0, 0, 0, 0])?;
+    Ok(regs)
+}
+
+/// Replaces the saved user registers of `thread` (`InvalidArgument` if rip, rsp or the fs base
+/// is outside the user half; rflags keeps only its arithmetic flags, TF and DF).
+pub fn set_thread_regs(thread: Handle, regs: &[u64; abi::syscall::regs::COUNT]) -> Result<(), Error> {
+    syscall(Sys::ThreadRegs, thread, [regs.as_ptr() as u64, 1, 0, 0, 0, 0, 0]).map(drop)
+}
+
+/// Detaches the call being served into a one-shot reply capability: this thread may receive
+/// other calls and answer this one later with [`reply_with`] (docs/abi.md, "Deferred replies").
+pub fn reply_detach() -> Result<Handle, Error> {
+    syscall(Sys::ReplyDetach, 0, [0; 7]).map(|r| r[0] as Handle)
+}
+
+/// Answers the detached call of `reply` with `message`; the capability is closed. A caller that
+/// has gone meanwhile is not an error.
+pub fn reply_with(reply: Handle, message: &Message) -> Result<(), Error> {
+    syscall(Sys::ReplyWith, reply, message.args(0)).map(drop)
+}
