@@ -105,10 +105,7 @@ impl<M: Machine> Kernel<M> {
             (t.task, t.serving)
         };
         let Some(caller) = serving else { return false };
-        if !self
-            .thread(caller)
-            .is_some_and(|c| c.state == State::AwaitingReply(id) && !c.in_fault && !c.in_foreign_call)
-        {
+        if !self.thread(caller).is_some_and(|c| c.state == State::AwaitingReply(id) && !c.in_fault) {
             return false;
         }
         // Pending signals of a bound notification end the receive at once: the general path.
@@ -125,10 +122,14 @@ impl<M: Machine> Kernel<M> {
             _ => return false,
         }
         // `wake_direct` written out, as in `fast_call` (the caller is not resuming a fault:
-        // checked above).
+        // checked above). A foreign system call gets word 0 in rax, as `end_wait` would do.
         let c = self.t(caller);
         let timer = c.timer.take();
-        c.pending = Some(Return::ok([a[0], a[1], a[2], a[3], a[4], 0, 0]));
+        if core::mem::take(&mut c.in_foreign_call) {
+            c.pending_rax = Some(a[1]);
+        } else {
+            c.pending = Some(Return::ok([a[0], a[1], a[2], a[3], a[4], 0, 0]));
+        }
         c.state = State::Ready;
         if let Some(key) = timer {
             self.timers.cancel(key);

@@ -787,6 +787,13 @@ fn a_task_with_a_personality_sends_its_system_calls_and_gets_only_rax_back() {
     assert_eq!(k.take_rax(child_thread), Some(42));
     assert!(k.task(k.current_task().unwrap()).is_some(), "Exit did not end the child");
     let _ = child;
+    // Again through ReplyRecv's fast path.
+    k.syscall(&Args { rax: 39, a: [0; 7] });
+    assert_eq!(k.schedule(), Some(server));
+    assert_eq!(ok(k.take_return(server).unwrap())[1], 39);
+    sys(&mut k, Sys::ReplyRecv, ep, [0, 43, 0, 0, 0, 0, FOREVER]);
+    assert_eq!(k.schedule(), Some(child_thread));
+    assert_eq!((k.take_return(child_thread), k.take_rax(child_thread)), (None, Some(43)));
 }
 
 #[test]
