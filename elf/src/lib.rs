@@ -21,6 +21,7 @@ const PAGE: u64 = 4096;
 
 const PT_LOAD: u32 = 1;
 const PT_INTERP: u32 = 3;
+const PT_PHDR: u32 = 6;
 const PT_TLS: u32 = 7;
 const ET_EXEC: u16 = 2;
 const ET_DYN: u16 = 3;
@@ -121,6 +122,14 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 impl<'a> Elf<'a> {
     /// Checks `bytes` as an x86_64 executable.
     pub fn parse(bytes: &'a [u8]) -> Result<Elf<'a>, ElfError> {
+        Self::parse_with_len(bytes, bytes.len() as u64)
+    }
+
+    /// Checks the headers of an executable of `file_len` bytes whose first bytes are `head`
+    /// (at least the ELF header and the program-header table, else `BadProgramHeaders`):
+    /// for a loader that reads segments from a file itself. Segments are checked against
+    /// `file_len`; [`Elf::data`] gives only what lies inside `head`.
+    pub fn parse_with_len(bytes: &'a [u8], file_len: u64) -> Result<Elf<'a>, ElfError> {
         if bytes.len() < HEADER_LEN || &bytes[..4] != b"\x7fELF" {
             return Err(ElfError::NotElf);
         }
@@ -143,7 +152,7 @@ impl<'a> Elf<'a> {
             return Err(ElfError::BadProgramHeaders);
         }
         let table_end = phoff.checked_add((phnum * PHDR_LEN) as u64).ok_or(ElfError::BadProgramHeaders)?;
-        if table_end > bytes.len() as u64 {
+        if table_end > bytes.len() as u64 || bytes.len() as u64 > file_len {
             return Err(ElfError::BadProgramHeaders);
         }
         let elf = Elf { bytes, entry, position_independent: e_type == ET_DYN, phoff: phoff as usize, phnum };
@@ -161,7 +170,7 @@ impl<'a> Elf<'a> {
             let end = s.vaddr.checked_add(s.mem_len);
             let file_end = s.offset.checked_add(s.file_len);
             let valid = matches!(end, Some(e) if e <= USER_END)
-                && matches!(file_end, Some(e) if e <= bytes.len() as u64)
+                && matches!(file_end, Some(e) if e <= file_len)
                 && s.file_len <= s.mem_len
                 && s.mem_len > 0
                 && s.vaddr % PAGE == s.offset % PAGE;
@@ -185,10 +194,27 @@ impl<'a> Elf<'a> {
         (0..self.phnum).filter(|&i| self.phdr_type(i) == PT_LOAD).map(|i| self.read_segment(i))
     }
 
-    /// The file bytes of a segment returned by [`Elf::segments`].
+    /// The file bytes of a segment returned by [`Elf::segments`] (after
+    /// [`Elf::parse_with_len`], only the part inside the bytes given).
     pub fn data(&self, segment: &Segment) -> &'a [u8] {
         // Checked in `parse`: offset + file_len lies within the file.
-        &self.bytes[segment.offset as usize..(segment.offset + segment.file_len) as usize]
+        let start = (segment.offset as usize).min(self.bytes.len());
+        let end = ((segment.offset + segment.file_len) as usize).min(self.bytes.len());
+        &self.bytes[start..end]
+    }
+
+    /// Where the program headers are in memory (before any load bias), for `AT_PHDR`: the
+    /// `PT_PHDR` segment's address, else the address of the table's file offset inside a
+    /// loadable segment; `None` if they are not loaded.
+    pub fn phdr_vaddr(&self) -> Option<u64> {
+        let at = |i: usize, off: usize| u64_at(self.bytes, self.phoff + i * PHDR_LEN + off);
+        if let Some(i) = (0..self.phnum).find(|&i| self.phdr_type(i) == PT_PHDR) {
+            return at(i, 16);
+        }
+        let phoff = self.phoff as u64;
+        self.segments()
+            .find(|s| s.offset <= phoff && phoff + (self.phnum * PHDR_LEN) as u64 <= s.offset + s.file_len)
+            .map(|s| s.vaddr + (phoff - s.offset))
     }
 
     /// The thread-local storage template (`PT_TLS`), if any: (vaddr, file_len, mem_len, align).
@@ -224,6 +250,24 @@ impl<'a> Elf<'a> {
             mem_len: field(40),
         }
     }
+}
+
+/// The interpreter a dynamically linked executable asks for (`PT_INTERP`'s path, without
+/// its NUL), if the file has one inside its bytes: for a clear "interpreter missing" message
+/// after [`Elf::parse`] refused the file with [`ElfError::Dynamic`].
+pub fn interpreter(bytes: &[u8]) -> Option<&[u8]> {
+    let phoff = usize::try_from(u64_at(bytes, 32)?).ok()?;
+    let phnum = u16_at(bytes, 56)? as usize;
+    (0..phnum.min(MAX_PHDRS)).find_map(|i| {
+        let at = phoff.checked_add(i.checked_mul(PHDR_LEN)?)?;
+        if u32_at(bytes, at)? != PT_INTERP {
+            return None;
+        }
+        let offset = usize::try_from(u64_at(bytes, at + 8)?).ok()?;
+        let len = usize::try_from(u64_at(bytes, at + 32)?).ok()?;
+        let path = bytes.get(offset..offset.checked_add(len)?)?;
+        Some(path.split(|b| *b == 0).next().unwrap_or(path))
+    })
 }
 
 #[cfg(test)]
@@ -291,6 +335,25 @@ mod tests {
         assert_eq!(with(64 + 40, &4u64.to_le_bytes()), Err(ElfError::BadSegment(0)));
         assert_eq!(with(64 + 4, &PF_R.to_le_bytes()), Err(ElfError::BadEntry(0x401000)));
         assert_eq!(with(24, &0x500000u64.to_le_bytes()), Err(ElfError::BadEntry(0x500000)));
+    }
+
+    #[test]
+    fn headers_only_interpreter_and_phdr_address() {
+        let full = exe(&[0x90; 8]);
+        let elf = Elf::parse_with_len(&full[..0x100], full.len() as u64).unwrap();
+        let seg = elf.segments().next().unwrap();
+        assert!(elf.data(&seg).is_empty(), "the segment is beyond the head");
+        assert_eq!(Elf::parse_with_len(&full[..0x100], 0x800).map(|_| ()), Err(ElfError::BadSegment(0)));
+        assert_eq!(elf.phdr_vaddr(), None, "the table is not inside a loaded segment");
+        let mut dynamic = full.clone();
+        dynamic[64..68].copy_from_slice(&PT_INTERP.to_le_bytes());
+        dynamic[64 + 8..64 + 16].copy_from_slice(&0x200u64.to_le_bytes());
+        dynamic[64 + 32..64 + 40].copy_from_slice(&5u64.to_le_bytes());
+        dynamic[0x200..0x205].copy_from_slice(b"/ld\0x");
+        assert_eq!(Elf::parse(&dynamic).map(|_| ()), Err(ElfError::Dynamic));
+        assert_eq!(interpreter(&dynamic), Some(&b"/ld"[..]));
+        assert_eq!(interpreter(&full), None);
+        assert_eq!(interpreter(b"short"), None);
     }
 
     proptest::proptest! {

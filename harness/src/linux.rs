@@ -254,6 +254,67 @@ impl LinuxBaseline {
     }
 }
 
+impl LinuxBaseline {
+    /// The kernel `modules` (paths under the package's `lib/modules/<version>/kernel/`, such as
+    /// `drivers/net/virtio_net.ko`) as initramfs files `modules/<file name>`, in the order
+    /// given, for a benchmark script to `insmod`. The baseline keeps only `boot/`, so the first
+    /// time a module is missing from `<work_dir>/<package>-kmod/` the package is downloaded
+    /// again (`apt-get download`, about 70 MB) and the modules are copied out of it.
+    pub fn modules(&self, work_dir: &Path, modules: &[&str]) -> Result<Vec<(String, Vec<u8>)>, LinuxError> {
+        let cache = work_dir.join(format!("{}-kmod", self.package));
+        if !modules.iter().all(|m| cache.join(m).is_file()) {
+            self.fetch_modules(work_dir, &cache, modules)?;
+        }
+        modules
+            .iter()
+            .map(|m| {
+                let name = m.rsplit('/').next().unwrap_or(m);
+                Ok((format!("modules/{name}"), read(&cache.join(m))?))
+            })
+            .collect()
+    }
+
+    /// Downloads the package into a private directory and copies `modules` into `cache`.
+    fn fetch_modules(&self, work_dir: &Path, cache: &Path, modules: &[&str]) -> Result<(), LinuxError> {
+        let tmp = work_dir.join(format!(".kmod.{}.partial", std::process::id()));
+        remove_dir_all(&tmp)?;
+        create_dir_all(&tmp)?;
+        let result = (|| {
+            run(
+                Command::new("apt-get").args(["download", "--quiet", &self.package]).current_dir(&tmp),
+                "apt-get",
+                "the Linux baseline needs a Debian host with apt",
+                "downloading needs network access to the Debian mirror in /etc/apt/sources.list(.d)",
+            )?;
+            let deb = std::fs::read_dir(&tmp)
+                .map_err(|source| LinuxError::Io { action: "list the directory", path: tmp.clone(), source })?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .find(|path| path.extension().is_some_and(|x| x == "deb"))
+                .ok_or_else(|| LinuxError::NoDownloadedPackage { package: self.package.clone(), dir: tmp.clone() })?;
+            let root = tmp.join("root");
+            run(
+                Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root),
+                "dpkg-deb",
+                "install it with `apt-get install -y dpkg`",
+                "the downloaded package may be damaged; retry",
+            )?;
+            let kernel = root.join("lib/modules").join(&self.version).join("kernel");
+            for m in modules {
+                let to = cache.join(m);
+                create_dir_all(to.parent().unwrap_or(cache))?;
+                std::fs::copy(kernel.join(m), &to).map_err(|source| LinuxError::Io {
+                    action: "copy the kernel module",
+                    path: kernel.join(m),
+                    source,
+                })?;
+            }
+            Ok(())
+        })();
+        let cleanup = remove_dir_all(&tmp);
+        result.and(cleanup)
+    }
+}
+
 /// The Linux command line for benchmarks: `console=ttyS0 quiet panic=-1 bootmark=<mode>`, or
 /// without the `bootmark=` word when `mode` is empty (an interactive shell).
 ///

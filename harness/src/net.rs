@@ -206,3 +206,61 @@ impl Drop for RawSocket {
         unsafe { libc::close(self.fd) };
     }
 }
+
+/// 64-bit FNV-1a of `bytes`: the hash the TCP sinks (Tutti's `net_sink`, Linux's
+/// tools/linuxbench/netsink.c) report.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+/// What a TCP sink answered for one transfer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SinkReport {
+    /// The sink's answer line, `<bytes> <fnv1a as 16 hex digits>\n`.
+    pub line: String,
+    /// From the first byte sent to the end of the answer.
+    pub elapsed: std::time::Duration,
+}
+
+impl SinkReport {
+    /// The line a sink answers for `data`.
+    pub fn expected(data: &[u8]) -> String {
+        format!("{} {:016x}\n", data.len(), fnv1a(data))
+    }
+}
+
+/// From a thread in `ns`: connects to the sink at `to` (retrying for up to 20 s while it is
+/// not listening yet), sends `data`, closes the sending side and reads the sink's answer,
+/// each with `timeout`. The error says which step failed.
+pub fn send_to_sink(
+    ns: &Namespace,
+    to: std::net::SocketAddrV4,
+    data: std::sync::Arc<Vec<u8>>,
+    timeout: std::time::Duration,
+) -> Result<SinkReport, String> {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let thread = ns
+        .run_inside(move || -> Result<SinkReport, String> {
+            let start = Instant::now();
+            let mut stream = loop {
+                match std::net::TcpStream::connect_timeout(&to.into(), Duration::from_secs(5)) {
+                    Ok(s) => break s,
+                    Err(_) if start.elapsed() < Duration::from_secs(20) => {
+                        std::thread::sleep(Duration::from_millis(200))
+                    }
+                    Err(e) => return Err(format!("connecting to {to}: {e}")),
+                }
+            };
+            stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+            stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+            let start = Instant::now();
+            stream.write_all(&data).map_err(|e| format!("sending: {e}"))?;
+            stream.shutdown(std::net::Shutdown::Write).map_err(|e| format!("shutdown: {e}"))?;
+            let mut line = String::new();
+            stream.read_to_string(&mut line).map_err(|e| format!("reading the sink's answer: {e}"))?;
+            Ok(SinkReport { line, elapsed: start.elapsed() })
+        })
+        .map_err(|e| e.to_string())?;
+    thread.join().map_err(|_| "the host thread panicked".to_string())?
+}

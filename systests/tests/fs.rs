@@ -14,6 +14,11 @@ use systests::{archive_with_manifest, tutti};
 /// The manifest: names, fs (with the PCI ports, the PCI memory window, the clock and the
 /// boot archive) and `fs_test <mode>`.
 fn manifest(mode: &str) -> String {
+    manifest_for("fs_test", mode, 10, "")
+}
+
+/// The manifest with `program` as the test service at `priority`, with extra manifest lines.
+fn manifest_for(program: &str, mode: &str, priority: u8, extra: &str) -> String {
     format!(
         "\
 service names
@@ -32,14 +37,14 @@ service fs
     boot-archive
 
 service test
-    program /bin/fs_test
-    priority 10
+    program /bin/{program}
+    priority {priority}
     quota 4M
     restart never
     endpoint fs
     arg {mode}
     shutdown-on-exit
-"
+{extra}"
     )
 }
 
@@ -73,7 +78,11 @@ fn image(name: &str) -> PathBuf {
 }
 
 fn boot(name: &str, mode: &str, disk: Option<&Path>) -> harness::Machine {
-    let mut machine = tutti("").initrd(archive_with_manifest(&format!("{name}.cpio"), Some(&manifest(mode))));
+    boot_with(name, &manifest(mode), disk)
+}
+
+fn boot_with(name: &str, manifest: &str, disk: Option<&Path>) -> harness::Machine {
+    let mut machine = tutti("").initrd(archive_with_manifest(&format!("{name}.cpio"), Some(manifest)));
     if let Some(disk) = disk {
         let drive = format!("file={},if=none,id=d0,format=raw", disk.display());
         machine = machine.arg("-drive").arg(&drive).arg("-device").arg("virtio-blk-pci,drive=d0");
@@ -225,4 +234,98 @@ fn fs_corrupt_file_inodes_give_errors_and_nothing_else_breaks() {
         .assert_printed("sub/big Err(Corrupt)");
     let (clean, _) = e2fsck(&img);
     assert!(!clean, "e2fsck still sees the damage (nothing repaired behind its back)");
+}
+
+/// `fs_crash <mode>` as an `admin` service above fs (40), on a fresh image.
+fn crash_run(name: &str, mode: &str) -> (Run, PathBuf) {
+    let img = image(name);
+    let run = boot_with(name, &manifest_for("fs_crash", mode, 40, "    admin\n"), Some(&img)).run().unwrap();
+    for line in run.lines.iter().filter(|l| l.text.starts_with("init:") || l.text.contains("fs_crash: writer")) {
+        println!("{}", line.text);
+    }
+    run.assert_exit(ExitCode::Success).assert_printed("fs_crash: ok");
+    assert!(!run.printed("WRONG"), "{}", run.report("a check failed"));
+    assert!(!run.printed("init: service test faulted"), "{}", run.report("the client faulted"));
+    assert!(!run.printed("init: service names"), "{}", run.report("the name service ended"));
+    assert!(!run.printed("init: service fs faulted"), "{}", run.report("fs faulted"));
+    (run, img)
+}
+
+/// Byte `pos` of crash file `index` (as `fs_crash::content_byte`).
+fn crash_byte(index: u32, pos: u32) -> u8 {
+    ((pos.wrapping_mul(31).wrapping_add(index.wrapping_mul(17))) % 251) as u8 ^ index as u8
+}
+
+/// The files the guest reported fsync'ed: (index, length).
+fn synced_files(run: &Run) -> Vec<(u32, u32)> {
+    run.lines
+        .iter()
+        .filter_map(|l| l.text.strip_prefix("fs_crash: synced f"))
+        .map(|rest| {
+            let (i, len) = rest.split_once(' ').expect("index and length");
+            (i.parse().unwrap(), len.trim().parse().unwrap())
+        })
+        .collect()
+}
+
+/// Every fsync'ed file, as `debugfs rdump` copies it out of `img`, holds what the guest wrote.
+fn assert_synced_files_on_host(img: &Path, synced: &[(u32, u32)], what: &str) {
+    let out = img.with_extension(format!("dump-{what}"));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let status = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("rdump /crash {}", out.display()))
+        .arg(img)
+        .output()
+        .expect("debugfs");
+    assert!(status.status.success(), "debugfs rdump: {}", String::from_utf8_lossy(&status.stderr));
+    for &(index, len) in synced {
+        let data = std::fs::read(out.join("crash").join(format!("f{index}"))).unwrap_or_default();
+        let expected: Vec<u8> = (0..len).map(|p| crash_byte(index, p)).collect();
+        assert!(data == expected, "{what}: f{index} ({} bytes, {len} expected) is intact", data.len());
+    }
+}
+
+/// The host's checks after a crash test. Asserted: the guest fsync'ed at least 12 files, and
+/// every one of them reads back whole from the image as the guest left it (`debugfs rdump`).
+/// `e2fsck -fn` of that image is printed, not asserted: the machine stops without a last sync,
+/// so files written after the last fsync may be half there. On a copy, `e2fsck -fy` must end
+/// with status 0 or 1 (nothing found, or everything found repaired), the repaired copy must
+/// then be clean under `e2fsck -fn`, and the fsync'ed files must still be whole in it (the
+/// repair did not need to touch them).
+fn check_crash_image(img: &Path, run: &Run) {
+    let synced = synced_files(run);
+    assert!(synced.len() >= 12, "{}", run.report("at least 12 fsync'ed files"));
+    assert_synced_files_on_host(img, &synced, "as-left");
+    let (clean, report) = e2fsck(img);
+    println!("e2fsck -fn of the image as the guest left it: clean {clean}\n{report}");
+    let copy = img.with_extension("repaired");
+    std::fs::copy(img, &copy).unwrap();
+    let fix = Command::new("e2fsck").arg("-fy").arg(&copy).output().expect("e2fsck");
+    let code = fix.status.code().unwrap_or(-1);
+    assert!(code == 0 || code == 1, "e2fsck -fy status {code}:\n{}", String::from_utf8_lossy(&fix.stdout));
+    let (clean, report) = e2fsck(&copy);
+    assert!(clean, "e2fsck -fn after the repair:\n{report}");
+    assert_synced_files_on_host(&copy, &synced, "repaired");
+}
+
+#[test]
+fn fs_crash_killed_between_requests_keeps_every_fsynced_file() {
+    let (run, img) = crash_run("fs-crash-idle", "crash-idle");
+    check_crash_image(&img, &run);
+}
+
+#[test]
+fn fs_crash_killed_in_the_middle_of_writes_keeps_every_fsynced_file() {
+    let (run, img) = crash_run("fs-crash-busy", "crash-busy");
+    check_crash_image(&img, &run);
+}
+
+#[test]
+fn fs_reconnect_after_kill_and_restart_stale_handles_and_lost_tmpfs() {
+    let (run, _) = crash_run("fs-reconnect", "reconnect");
+    run.assert_printed("fs_crash: old /disk handle is Stale: ok")
+        .assert_printed("fs_crash: tmpfs content lost after Restart: ok")
+        .assert_printed("init: service test touched a vanished shared buffer at 0x180000000000: mapped a zeroed page");
 }

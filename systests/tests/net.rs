@@ -1,11 +1,11 @@
-//! The network service (docs/net.md): virtio-net and smoltcp in the user-space service
-//! `svc_net`, sockets over IPC, tested against real host peers. Most tests create a network
+//! The network (docs/net.md): the driver `svc_netdrv` (virtio-net) and the stack `svc_net`
+//! (smoltcp, sockets over IPC) as two user-space services, tested against real host peers. Most tests create a network
 //! namespace with a tap device (`harness::net::Namespace`, removed again at the end, also on
 //! failure), run QEMU inside it, and talk to Tutti from host sockets made in the namespace.
 //! They need root (CI runs as root) and fail with a message saying so otherwise. The DHCP test
 //! uses QEMU's user networking and needs nothing.
 
-use harness::net::{Namespace, RawSocket, TAP};
+use harness::net::{fnv1a, send_to_sink, Namespace, RawSocket, SinkReport, TAP};
 use harness::{Machine, Running};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
@@ -20,8 +20,8 @@ const GUEST: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
 /// How long a console line or a transfer may take (the machine's deadline is the hard limit).
 const WAIT: Duration = Duration::from_secs(40);
 
-/// The name service and the network service with a static address on the tap's subnet (or
-/// DHCP), then `extra` (test programs as services).
+/// The name service, the network driver and the network service with a static address on the
+/// tap's subnet (or DHCP), then `extra` (test programs as services).
 fn manifest(addressing: &str, extra: &str) -> String {
     format!(
         "\
@@ -30,15 +30,23 @@ service names
     priority 40
     restart always
 
+service netdrv
+    program /bin/svc_netdrv
+    priority 35
+    quota 512K
+    restart always
+    backoff 10ms 1s
+    ports 0xcf8-0xcff shared
+    irq 10
+    irq 11
+    device-memory 0xfe000000 0xc00000 shared
+
 service net
     program /bin/svc_net
     priority 30
     quota 2M
     restart always
-    ports 0xcf8-0xcff shared
-    irq 10
-    irq 11
-    device-memory 0xfe000000 0xc00000 shared
+    endpoint netdrv
 {addressing}
 {extra}"
     )
@@ -125,7 +133,7 @@ fn echo_from_host(ns: &Namespace, data: Vec<u8>) -> Result<(Vec<u8>, Duration), 
 }
 
 fn checksum(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    fnv1a(bytes)
 }
 
 #[test]
@@ -146,7 +154,62 @@ fn net_the_host_reaches_a_tcp_echo_service_on_tutti_over_a_tap() {
     wait_for(&mut running, "net_echo: echoed 1048576 bytes to 10.99.0.1:");
     let run = running.stop();
     assert!(run.crash().is_none(), "{}", run.report("the kernel crashed"));
-    assert!(!run.printed("init: service net"), "{}", run.report("the network service ended"));
+    assert!(!run.printed("init: service net"), "{}", run.report("a network service ended"));
+}
+
+/// Fault isolation: the driver is killed while the host sends 4 MiB; init restarts it, the
+/// stack attaches the new one and keeps its connection, TCP retransmits what was lost, and
+/// every byte arrives.
+#[test]
+fn net_killing_the_driver_during_a_tcp_transfer_loses_no_byte() {
+    const BYTES: usize = 4 << 20;
+    let ns = namespace("kill");
+    let sink = "
+service sink
+    program /bin/net_sink
+    priority 10
+    restart never
+    endpoint net
+    admin
+    arg port=9
+    arg kill=netdrv@1048576
+";
+    let mut running = boot_on_tap(&ns, "net-kill.cpio", &manifest(&static_address(), sink));
+    wait_for(&mut running, "net_sink: listening on 10.99.0.2:9");
+    let data = Arc::new(pattern(BYTES, 0x6b));
+    let report = match send_to_sink(&ns, SocketAddrV4::new(GUEST, 9), data.clone(), Duration::from_secs(60)) {
+        Ok(r) => r,
+        Err(e) => panic!("{}", running.report(&format!("the transfer failed: {e}"))),
+    };
+    assert_eq!(report.line, SinkReport::expected(&data), "{}", running.report("the sink's count and checksum"));
+    eprintln!("4 MiB with the driver killed at 1 MiB in {:.2?}", report.elapsed);
+    wait_for(&mut running, "init: killing service netdrv (asked by sink)");
+    wait_for(&mut running, "init: restarted service netdrv (restart 1)");
+    wait_for(&mut running, "[INFO] net: the driver has gone");
+    wait_for(&mut running, "[INFO] net: the driver is back (MAC unchanged)");
+    wait_for(&mut running, &format!("net_sink: received {BYTES} bytes from 10.99.0.1:"));
+    let run = running.stop();
+    assert!(run.crash().is_none(), "{}", run.report("the kernel crashed"));
+    assert!(run.printed("net_sink: asked init to kill netdrv after"), "{}", run.report("no kill"));
+    // The driver ended once (killed, restarted); nothing else ended or restarted.
+    let ends: Vec<&str> = run.lines.iter().map(|l| l.text.as_str()).filter(|t| t.contains("init: service ")).collect();
+    assert!(
+        ends.len() == 1
+            && ends[0].starts_with("init: service netdrv ended without reporting (panic or killed); restarting in"),
+        "{}",
+        run.report(&format!("services that ended: {ends:?}"))
+    );
+    let restarts = run.lines.iter().filter(|l| l.text.contains("init: restarted service")).count();
+    assert_eq!(restarts, 1, "{}", run.report("only the driver restarts"));
+    assert!(!run.printed("panicked"), "{}", run.report("a task panicked"));
+    let at = |needle: &str| run.find(needle).map(|l| l.at);
+    if let (Some(kill), Some(back), Some(done)) = (
+        at("init: killing service netdrv"),
+        at("net: the driver is back"),
+        at(&format!("net_sink: received {BYTES} bytes")),
+    ) {
+        eprintln!("driver back {:.0?} after the kill, transfer done {:.0?} after it", back - kill, done - kill);
+    }
 }
 
 /// The host's side of `net_client`: a TCP server that reads 256 KiB and answers 256 KiB, a

@@ -37,8 +37,21 @@ pub fn manifest_with_commands(manifest: &str, commands: &[String]) -> Result<Str
     Ok(out)
 }
 
+/// A copy of the boot archive at `archive` with `etc/services` replaced by `manifest`, written
+/// beside it as `name`.
+pub fn archive_with_manifest(
+    archive: &std::path::Path,
+    name: &str,
+    manifest: &str,
+) -> Result<std::path::PathBuf, Failure> {
+    let bytes = std::fs::read(archive).map_err(|e| Failure(format!("{}: {e}", archive.display())))?;
+    let out = archive.with_file_name(name);
+    std::fs::write(&out, with_manifest(&bytes, manifest)?).map_err(|e| Failure(format!("{}: {e}", out.display())))?;
+    Ok(out)
+}
+
 /// The boot archive `bytes` with `etc/services` replaced by `manifest`.
-fn with_manifest(bytes: &[u8], manifest: &str) -> Result<Vec<u8>, Failure> {
+pub fn with_manifest(bytes: &[u8], manifest: &str) -> Result<Vec<u8>, Failure> {
     let original = newc::Archive::new(bytes).map_err(|e| Failure(format!("boot archive: {e}")))?;
     let mut writer = newc::Writer::new();
     for entry in original.entries() {

@@ -411,7 +411,9 @@ impl<M: Machine> Kernel<M> {
     /// priority and nothing woken, yielding changes nothing, and the caller goes on with status
     /// 0 and its registers untouched. Returns false when the general path must run.
     pub fn fast_yield(&self) -> bool {
-        let Some(priority) = self.current.and_then(|c| self.thread(c)).map(|t| t.priority) else { return false };
+        // A foreign thread's `syscall` with rax 2 is its personality's call (Linux `open`).
+        let current = self.current.and_then(|c| self.thread(c)).filter(|t| !t.foreign);
+        let Some(priority) = current.map(|t| t.priority) else { return false };
         self.handoff.is_none() && self.give_way.is_none() && self.run_queue.highest().is_none_or(|h| h < priority)
     }
 

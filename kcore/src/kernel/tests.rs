@@ -768,6 +768,8 @@ fn a_task_with_a_personality_sends_its_system_calls_and_gets_only_rax_back() {
     // The server waits; the child runs and makes what would be Tutti's `Exit`: a message.
     sys(&mut k, Sys::Recv, ep, [0, 0, 0, 0, 0, 0, FOREVER]);
     assert_eq!(k.schedule(), Some(child_thread));
+    // Nor does the number of Tutti's `Yield` (Linux `open`) take the yield fast path.
+    assert!(!k.fast_yield(), "a foreign thread's rax {} is its personality's", Sys::Yield as u64);
     k.syscall(&Args { rax: Sys::Exit as u64, a: [11, 22, 33, 44, 55, 66, 77] });
     assert_eq!(k.schedule(), Some(server), "the personality server serves the call");
     let got = ok(k.take_return(server).unwrap());

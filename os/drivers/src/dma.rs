@@ -83,6 +83,47 @@ pub fn init(bytes: u64) -> Result<u64, DmaError> {
     }
     let len = bytes.div_ceil(PAGE) * PAGE;
     let (memory, physical) = sys::memory_create_contiguous(0, len)?;
+    install(&mut state, memory, physical, len)
+}
+
+/// Takes `memory`, a physically contiguous memory object another task made (and owns), as the
+/// arena: the network driver gets its arena from the network stack, so that the memory a
+/// device may still write to after the driver has died stays allocated (docs/net.md). The
+/// object must be contiguous, writable and of 1 page to [`DMA_MAX`]. Returns its physical
+/// address. The handle is the arena's from now on (closed here already on failure).
+pub fn adopt(memory: Handle) -> Result<u64, DmaError> {
+    let mut state = STATE.lock();
+    let checked = (|| {
+        if state.arena.is_some() {
+            return Err(DmaError::BadSize);
+        }
+        let r = sys::syscall(abi::syscall::Sys::CapInfo, memory, [0; 7])?;
+        let (kind, rights, len, physical) = (r[0], r[1] as u32, r[3], r[4]);
+        if kind != abi::syscall::ObjectType::Memory as u64 {
+            return Err(DmaError::Sys(SysError::WrongType));
+        }
+        if rights & (abi::syscall::rights::READ | abi::syscall::rights::WRITE)
+            != abi::syscall::rights::READ | abi::syscall::rights::WRITE
+        {
+            return Err(DmaError::Sys(SysError::MissingRights));
+        }
+        // A non-contiguous object reports physical address 0.
+        if physical == 0 || !(PAGE..=DMA_MAX).contains(&len) || !len.is_multiple_of(PAGE) {
+            return Err(DmaError::BadSize);
+        }
+        Ok((len, physical))
+    })();
+    match checked {
+        Ok((len, physical)) => install(&mut state, memory, physical, len),
+        Err(e) => {
+            let _ = sys::cap_close(memory);
+            Err(e)
+        }
+    }
+}
+
+/// Maps `memory` (`len` bytes at `physical`) at [`DMA_BASE`] as the arena, all pages free.
+fn install(state: &mut State, memory: Handle, physical: u64, len: u64) -> Result<u64, DmaError> {
     if let Err(e) = sys::memory_map(memory, 0, DMA_BASE, 0, len, map::READ | map::WRITE) {
         let _ = sys::cap_close(memory);
         return Err(e.into());

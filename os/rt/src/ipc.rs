@@ -41,7 +41,7 @@
 pub mod buffer;
 pub mod wire;
 
-pub use buffer::{BufferError, SharedBuffer};
+pub use buffer::{BufferError, SharedBuffer, SHARED_WINDOW};
 pub use wire::{BufRange, Cap, Reader, Wire, Writer, PAYLOAD_MAX};
 
 use crate::sys::{self, Error, Handle, Message, Received, FOREVER_NS};

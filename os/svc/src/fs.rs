@@ -14,7 +14,7 @@ use crate::names::Names;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::RefCell;
-use rt::ipc::{BufRange, Cap, Client, DecodeError, IpcError, Reader, SharedBuffer, Wire, Writer};
+use rt::ipc::{BufRange, BufferError, Cap, Client, DecodeError, IpcError, Reader, SharedBuffer, Wire, Writer};
 use rt::sys::{self, Handle};
 
 /// The longest path (bytes, after the server's normalisation it may only get shorter).
@@ -578,6 +578,15 @@ fn ipc_error(e: IpcError) -> Error {
     }
 }
 
+/// A refused access to the session's buffer: `Unavailable` (so the caller reconnects) when the
+/// server died and took its buffer with it, else `other`.
+fn buffer_error(e: BufferError, other: Error) -> Error {
+    match e {
+        BufferError::Gone => Error::Unavailable,
+        BufferError::OutOfRange | BufferError::ReadOnly => other,
+    }
+}
+
 fn lookup(names: &mut Client<Names>) -> Result<Handle, Error> {
     crate::lookup(names, "fs", CONNECT_WAIT_NS).map_err(|_| Error::Unavailable)
 }
@@ -836,7 +845,7 @@ impl Conn {
 
     /// Puts `bytes` into the buffer at `offset`.
     fn put(&self, offset: u64, bytes: &[u8]) -> Result<BufRange, Error> {
-        self.buffer.write(offset, bytes).map_err(|_| Error::NameTooLong)?;
+        self.buffer.write(offset, bytes).map_err(|e| buffer_error(e, Error::NameTooLong))?;
         Ok(BufRange { offset, len: bytes.len() as u64 })
     }
 
@@ -844,7 +853,7 @@ impl Conn {
     fn get(&self, len: u64) -> Result<Vec<u8>, Error> {
         let len = usize::try_from(len).ok().filter(|l| *l <= self.buffer.len()).ok_or(Error::Protocol)?;
         let mut out = alloc::vec![0; len];
-        self.buffer.read(0, &mut out).map_err(|_| Error::Protocol)?;
+        self.buffer.read(0, &mut out).map_err(|e| buffer_error(e, Error::Protocol))?;
         Ok(out)
     }
 
@@ -894,7 +903,7 @@ impl File<'_> {
             let len = buf.len().min(c.buffer.len()) as u32;
             match c.call(&Request::Read { handle, len, at })? {
                 Response::Data { len: got } if got <= len as u64 => {
-                    c.buffer.read(0, &mut buf[..got as usize]).map_err(|_| Error::Protocol)?;
+                    c.buffer.read(0, &mut buf[..got as usize]).map_err(|e| buffer_error(e, Error::Protocol))?;
                     Ok(got as usize)
                 }
                 other => Err(unexpected(other)),
@@ -919,7 +928,7 @@ impl File<'_> {
             let at = at.map(|a| a + done as u64);
             let n = self.fs.on_handle(self.generation, |c| {
                 let chunk = &data[done..data.len().min(done + c.buffer.len())];
-                c.buffer.write(0, chunk).map_err(|_| Error::Protocol)?;
+                c.buffer.write(0, chunk).map_err(|e| buffer_error(e, Error::Protocol))?;
                 match c.call(&Request::Write { handle, len: chunk.len() as u32, at })? {
                     Response::Written { len } => Ok(len as usize),
                     other => Err(unexpected(other)),

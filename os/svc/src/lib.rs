@@ -7,6 +7,8 @@ extern crate alloc;
 
 mod common;
 pub mod fs;
+pub mod linux;
 pub mod net;
+pub mod netdrv;
 
 pub use common::*;

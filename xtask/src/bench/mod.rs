@@ -10,6 +10,9 @@
 //! - [`boot`]: reset to ready, in guest instructions and wall-clock time.
 //! - [`ipc`]: IPC round trip, null system call, notification signal-to-wake and page fault to
 //!   a handler and back, in guest instructions per operation.
+//! - [`storage`]: file I/O on ext2 over virtio-blk (sequential write and read, small files).
+//! - [`restart`]: time from a service's crash to the service restored, beside a Linux supervisor.
+//! - [`net`]: TCP throughput from the host to the guest over virtio-net on a tap device.
 //!
 //! Programs that measure inside the guest print one line per figure, in the format that
 //! [`BenchLine`] parses (`bench <name> iterations=<n> instructions=<total> per_op=<total/n>`);
@@ -17,7 +20,10 @@
 
 mod boot;
 mod ipc;
+mod net;
+mod restart;
 mod softbus;
+mod storage;
 
 use crate::{root, step, Failure};
 use std::collections::BTreeMap;
@@ -41,11 +47,18 @@ pub enum Benchmark {
     Ipc,
     /// The soft bus between two tuttid daemons on loopback, beside plain TCP.
     Softbus,
+    /// File I/O on ext2 over virtio-blk: sequential write and read, small files.
+    Storage,
+    /// TCP throughput from the host to the guest over virtio-net on a tap device.
+    Net,
+    /// Time from a service's crash to the service restored, beside a Linux supervisor.
+    Restart,
 }
 
 impl Benchmark {
     /// Every benchmark, in the order `cargo xtask bench` runs them.
-    pub const ALL: [Benchmark; 3] = [Benchmark::Boot, Benchmark::Ipc, Benchmark::Softbus];
+    pub const ALL: [Benchmark; 6] =
+        [Benchmark::Boot, Benchmark::Ipc, Benchmark::Softbus, Benchmark::Storage, Benchmark::Net, Benchmark::Restart];
 
     /// The benchmark's name, as on the command line and in `<name>.json`.
     pub fn name(self) -> &'static str {
@@ -53,6 +66,9 @@ impl Benchmark {
             Benchmark::Boot => "boot",
             Benchmark::Ipc => "ipc",
             Benchmark::Softbus => "softbus",
+            Benchmark::Storage => "storage",
+            Benchmark::Net => "net",
+            Benchmark::Restart => "restart",
         }
     }
 }
@@ -84,6 +100,9 @@ pub fn run(which: Option<Benchmark>, out_dir: &Path, options: &Options) -> Resul
             Benchmark::Boot => boot::run(options)?,
             Benchmark::Ipc => ipc::run(options)?,
             Benchmark::Softbus => softbus::run(options)?,
+            Benchmark::Storage => storage::run(options)?,
+            Benchmark::Net => net::run(options)?,
+            Benchmark::Restart => restart::run(options)?,
         };
         println!("\n{}", report.markdown);
         let json_path = out_dir.join(format!("{}.json", benchmark.name()));

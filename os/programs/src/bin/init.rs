@@ -41,6 +41,30 @@ const NAMES_WAIT_NS: u64 = 2_000_000_000;
 /// Timeout of init's calls to the name service (it must never hang init).
 const NAMES_CALL_NS: u64 = 1_000_000_000;
 
+/// The page-fault vector, and the error-code bits for "the page was present" and "user mode".
+const PAGE_FAULT: u64 = 14;
+const FAULT_PRESENT: u64 = 1;
+const FAULT_USER: u64 = 4;
+
+/// A user-mode fault on a missing page in the shared-buffer window (`rt::ipc::SHARED_WINDOW`):
+/// a buffer whose owner died under a copy (docs/services.md).
+fn is_shared_window_miss(vector: u64, code: u64, address: u64) -> bool {
+    vector == PAGE_FAULT
+        && code & FAULT_PRESENT == 0
+        && code & FAULT_USER != 0
+        && rt::ipc::SHARED_WINDOW.contains(&address)
+}
+
+/// Maps a fresh zeroed page, owned by and charged to `task`, at the faulting page: the copy
+/// that faulted finishes there and `SharedBuffer` then sees its object gone.
+fn repair_shared_window(task: Handle, address: u64) -> Result<(), Error> {
+    let page = address & !0xfff;
+    let memory = sys::memory_create(task, 4096)?;
+    let mapped = sys::memory_map(memory, task, page, 0, 4096, map::READ | map::WRITE);
+    let _ = sys::cap_close(memory);
+    mapped
+}
+
 /// How a service last ended.
 #[derive(Clone, Copy, Debug)]
 enum Ending {
@@ -281,6 +305,18 @@ impl Init {
             let slot = (badge & !FAULT_BADGE) as usize;
             let Some(s) = self.slots.get(slot.wrapping_sub(1)) else { return };
             let [vector, code, address, rip] = message.words;
+            if let Some(task) = s.task.filter(|_| is_shared_window_miss(vector, code, address)) {
+                if repair_shared_window(task, address).is_ok() {
+                    rt::println!(
+                        "init: service {} touched a vanished shared buffer at {address:#x}: mapped a zeroed page",
+                        s.spec.name
+                    );
+                    if let Err(e) = sys::reply(&Message::default()) {
+                        rt::println!("init: cannot resume service {}: {e}", s.spec.name);
+                    }
+                    return;
+                }
+            }
             rt::println!(
                 "init: service {} faulted: vector {vector}, error code {code:#x}, address {address:#x}, rip {rip:#x}",
                 s.spec.name

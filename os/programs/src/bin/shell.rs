@@ -47,6 +47,8 @@ commands:
   mem                   memory use per service    dmesg               the kernel log
   net                   network status            uptime              time since boot
   sleep <ms>            wait                      run <path>, <path>  run a program
+  linux <path> [args]   run a static Linux program (its exit status is the command's)
+  linux-counts          unimplemented Linux system calls made so far
   exit [status]         leave the shell
   `> file` and `>> file` after a command write its output to a file.
 ";
@@ -63,6 +65,8 @@ struct Shell {
     /// Ends of programs the shell runs: signalled on this notification, bound to `endpoint`.
     endpoint: Handle,
     ends: Handle,
+    /// The status of the last `linux` command's program.
+    linux_status: Option<i32>,
 }
 
 fn main() -> i32 {
@@ -115,7 +119,17 @@ impl Shell {
         let endpoint = sys::endpoint_create().map_err(|e| format!("endpoint: {e}"))?;
         let ends = sys::notification_create().map_err(|e| format!("notification: {e}"))?;
         sys::notification_bind(ends).map_err(|e| format!("bind: {e}"))?;
-        Ok(Shell { console, fs: None, kernel_log, cwd: String::from("/"), status: 0, leave: None, endpoint, ends })
+        Ok(Shell {
+            console,
+            fs: None,
+            kernel_log,
+            cwd: String::from("/"),
+            status: 0,
+            leave: None,
+            endpoint,
+            ends,
+            linux_status: None,
+        })
     }
 
     fn connect_console() -> Option<(Client<Console>, SharedBuffer)> {
@@ -224,8 +238,9 @@ impl Shell {
             return 0;
         }
         let mut out = String::new();
+        self.linux_status = None;
         let status = match self.command(&words, &mut out) {
-            Ok(()) => 0,
+            Ok(()) => self.linux_status.take().unwrap_or(0),
             Err(e) => {
                 if redirect.is_some() {
                     self.say(&format!("{}: {e}\n", words[0]));
@@ -381,6 +396,17 @@ impl Shell {
                 let [path, ..] = args.as_slice() else { return Err(String::from("usage: run <path>")) };
                 return self.run(path, out);
             }
+            "linux" => {
+                let [path, ..] = args.as_slice() else { return Err(String::from("usage: linux <path> [args...]")) };
+                return self.linux(path, &args, out);
+            }
+            "linux-counts" => {
+                let linux = svc::linux::LinuxClient::connect(1_000_000_000).map_err(|e| format!("{e}"))?;
+                let counts = linux.counts().map_err(|e| format!("{e}"))?;
+                for (nr, count) in counts {
+                    let _ = writeln!(out, "{nr:>4} {:<24} {count}", lpx::nr::name(nr as u64));
+                }
+            }
             word if word.starts_with('/') || word.starts_with("./") => return self.run(word, out),
             other => return Err(format!("unknown command (try `help`): {other}")),
         }
@@ -513,6 +539,37 @@ impl Shell {
                 Ok(())
             }
             Err(e) => Err(format!("net0: {e}")),
+        }
+    }
+
+    /// Runs the static Linux program at `path` with `args` (argv, `args[0]` the path) through
+    /// the Linux personality and waits for its end: its exit code is the command's status,
+    /// 128 + the signal if it was killed.
+    fn linux(&mut self, path: &str, args: &[&str], out: &mut String) -> Result<(), String> {
+        let linux = svc::linux::LinuxClient::connect(2_000_000_000).map_err(|e| format!("{e}"))?;
+        let envp = ["PATH=/bin:/disk:/boot/bin", "HOME=/", "TERM=vt100", "LANG=C"];
+        // Flush what came before, so the program's output follows it.
+        let before = core::mem::take(out);
+        self.say(&before);
+        let pid = linux.spawn(path, &self.cwd, args, &envp).map_err(|e| format!("{e}"))?;
+        match linux.wait(pid, 1_000_000_000).map_err(|e| format!("{e}"))? {
+            svc::linux::Status::Exited(code) => {
+                self.linux_status = Some(code);
+                Ok(())
+            }
+            svc::linux::Status::Killed(signal) => {
+                let name = match signal {
+                    11 => "SIGSEGV",
+                    4 => "SIGILL",
+                    6 => "SIGABRT",
+                    8 => "SIGFPE",
+                    _ => "a signal",
+                };
+                self.linux_status = Some(128 + signal as i32);
+                let _ = writeln!(out, "{path}: killed by {name} (signal {signal})");
+                Ok(())
+            }
+            svc::linux::Status::Running => Err(String::from("still running")),
         }
     }
 

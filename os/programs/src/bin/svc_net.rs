@@ -1,13 +1,20 @@
-//! The network service (docs/net.md): a virtio-net driver and the smoltcp TCP/IP stack in one
-//! task, serving sockets over IPC (protocol `svc::net`). Registered as `net`.
+//! The network service (docs/net.md): the smoltcp TCP/IP stack, serving sockets over IPC
+//! (protocol `svc::net`). Registered as `net`. It touches no hardware: the driver `netdrv`
+//! (`svc_netdrv`) owns the virtio-net device and moves Ethernet frames through two rings in
+//! a memory object this service owns (protocol and rings: `svc::netdrv`).
 //!
-//! One thread both serves the endpoint and drives the device: the device's interrupt line is
-//! bound to a notification bound to that thread, so a receive on the endpoint returns with a
-//! `NOTIFY` message when the device interrupts; the receive timeout is smoltcp's poll delay.
-//! Each iteration: poll smoltcp (which takes received frames from the driver and sends
-//! frames), then wait for the next request or interrupt. A request never waits: one that
-//! cannot progress is answered `WouldBlock`, and the client is signalled when its sockets may
-//! have moved (see `svc::net`).
+//! One thread serves the endpoint and looks after the rings: the notification the driver
+//! signals is bound to that thread, so a receive on the endpoint returns with a `NOTIFY`
+//! message when frames have moved; the receive timeout is smoltcp's poll delay. Each
+//! iteration: poll smoltcp (which takes received frames from the ring and puts frames to send
+//! in the other), signal the driver's doorbell if frames moved, then wait for the next request
+//! or signal. A request never waits: one that cannot progress is answered `WouldBlock`, and
+//! the client is signalled when its sockets may have moved (see `svc::net`).
+//!
+//! **The driver may die.** Its doorbell capability then becomes invalid (checked every
+//! 20 ms and on every signal): the service drops frames to send meanwhile, keeps every socket
+//! and its TCP state, looks `netdrv` up again every 20 ms, resets the rings and attaches the
+//! new driver (which resets the device); TCP retransmits what was lost.
 //!
 //! Every frame is checked before smoltcp sees it (Ethernet, ARP, IPv4 header and checksum,
 //! TCP/UDP/ICMP checksums); a malformed one is dropped and counted, the first few reported one
@@ -25,12 +32,7 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
-use drivers::dma;
-use drivers::pci::ConfigPorts;
-use drivers::virtio_net::{self, NetDevice, NetError, FRAME_MAX};
-use drivers::virtio_pci::OpenError;
-use rt::device::{irq_ack, irq_bind};
-use rt::ipc::{BufRange, Cap, Server, SharedBuffer};
+use rt::ipc::{BufRange, Cap, Client as IpcClient, Server, SharedBuffer};
 use rt::log::{info, warn};
 use rt::sys::{self, Handle};
 use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet};
@@ -42,15 +44,19 @@ use smoltcp::wire::{
     IpCidr, IpEndpoint, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, TcpPacket, UdpPacket,
 };
 use svc::net::{tcp_state, NetProtocol, Request, Response, BUFFER_LEN, READY_BIT};
+use svc::netdrv::{self, Direction, NetDrv, RingError, Rings, DOORBELL_BIT, FRAME_MAX};
 
 rt::entry!(main);
 
-/// Bytes of contiguous DMA memory: the queues and the driver's buffers.
-const DMA_ARENA: u64 = 128 * 1024;
-/// The notification bit of the device's interrupt.
-const IRQ_BIT: u64 = 1;
 /// `NOTIFY`: the label of a receive ended by the bound notification.
-const NOTIFY: u32 = 0xffff_0002;
+const NOTIFY: u32 = abi::syscall::label::NOTIFY;
+/// How long the service waits for the driver at its start.
+const DRIVER_WAIT_NS: u64 = 10_000_000_000;
+/// Each call of an attachment.
+const ATTACH_TIMEOUT_NS: u64 = 2_000_000_000;
+/// How often the service checks that the driver lives, and retries attaching a driver that
+/// has gone.
+const CHECK_NS: u64 = 20_000_000;
 /// Clients (badges) served at once.
 const MAX_CLIENTS: usize = 8;
 /// Sockets (ids) one client may hold.
@@ -238,18 +244,51 @@ fn check_frame(frame: &[u8], mac: EthernetAddress) -> Result<(), &'static str> {
     }
 }
 
-/// The driver as a smoltcp device: received frames are checked, then copied into `frame`.
+/// The driver's side of the link, while one is attached.
+struct Link {
+    driver: IpcClient<NetDrv>,
+    doorbell: Handle,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        let _ = sys::cap_close(self.doorbell);
+        let _ = sys::cap_close(self.driver.endpoint());
+    }
+}
+
+/// The rings to the driver as a smoltcp device: received frames are copied out of their
+/// slot, checked, then handed on; frames to send are built in `scratch` and copied into a
+/// slot. Without a driver, frames to send are dropped (TCP retransmits them later).
 struct Phy {
-    dev: NetDevice,
+    rings: Rings,
+    link: Option<Link>,
     mac: EthernetAddress,
     frame: Vec<u8>,
+    scratch: Vec<u8>,
     drops: Drops,
     /// Frames handed to smoltcp since the loop last looked.
     delivered: u64,
+    /// Frames put in or taken out since the driver was last signalled.
+    kick: bool,
+    /// smoltcp had a frame to send but the ring was full.
+    blocked: bool,
+    /// The driver broke the rings (an impossible index): attach it again.
+    broken: bool,
+    /// Frames dropped because no driver was attached.
+    lost: u64,
 }
 
 struct RxToken<'a>(&'a [u8]);
-struct TxToken<'a>(&'a mut NetDevice);
+
+struct TxToken<'a> {
+    /// `None` without a driver: the frame is dropped.
+    rings: Option<&'a mut Rings>,
+    scratch: &'a mut Vec<u8>,
+    kick: &'a mut bool,
+    broken: &'a mut bool,
+    lost: &'a mut u64,
+}
 
 impl phy::RxToken for RxToken<'_> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
@@ -259,16 +298,16 @@ impl phy::RxToken for RxToken<'_> {
 
 impl phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut f = Some(f);
-        match self.0.transmit(len, |buffer| (f.take().expect("called once"))(buffer)) {
-            Ok(result) => result,
-            Err(e) => {
-                // `transmit` offered a free buffer, so only an oversized frame gets here.
-                warn!("cannot send a frame of {len} bytes: {e}");
-                let mut scratch = vec![0; len];
-                (f.take().expect("not called yet"))(&mut scratch)
-            }
+        // smoltcp keeps to the MTU (FRAME_MAX); a longer frame is built and dropped.
+        self.scratch.resize(len.max(FRAME_MAX), 0);
+        let result = f(&mut self.scratch[..len]);
+        match self.rings.map(|rings| rings.push(Direction::ToDriver, &self.scratch[..len])) {
+            Some(Ok(true)) => *self.kick = true,
+            Some(Ok(false)) | None => *self.lost += 1,
+            Some(Err(RingError::BadLength(n))) => warn!("cannot send a frame of {n} bytes"),
+            Some(Err(_)) => *self.broken = true,
         }
+        result
     }
 }
 
@@ -277,42 +316,61 @@ impl Device for Phy {
     type TxToken<'a> = TxToken<'a>;
 
     fn receive(&mut self, _: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
-        let Phy { dev, mac, frame, drops, delivered } = self;
-        // smoltcp may answer a frame at once: take one only while a transmit buffer is free
-        // (nobody else transmits until the tokens are consumed).
-        if !dev.can_transmit() {
-            return None;
+        let Phy { rings, link, mac, frame, scratch, drops, delivered, kick, broken, lost, .. } = self;
+        link.as_ref()?;
+        // smoltcp may answer a frame at once: take one only while the ring to the driver has
+        // room (nobody else puts frames in until the tokens are consumed).
+        match rings.has_room(Direction::ToDriver) {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(_) => {
+                *broken = true;
+                return None;
+            }
         }
-        // Skip (and count) malformed frames; bounded by the receive queue.
-        for _ in 0..virtio_net::QUEUE_SIZE * 2 {
-            let outcome = dev.receive(|bytes| match check_frame(bytes, *mac) {
-                Ok(()) => {
-                    frame.clear();
-                    frame.extend_from_slice(bytes);
-                    true
+        // Skip (and count) malformed frames; bounded by the ring's slots.
+        for _ in 0..netdrv::SLOTS {
+            match rings.pop(Direction::ToStack, frame) {
+                Ok(Some(len)) => {
+                    *kick = true;
+                    match check_frame(&frame[..len], *mac) {
+                        Ok(()) => {
+                            *delivered += 1;
+                            let tx = TxToken { rings: Some(rings), scratch, kick, broken, lost };
+                            return Some((RxToken(&frame[..len]), tx));
+                        }
+                        Err(reason) => drops.drop(reason, &frame[..len]),
+                    }
                 }
-                Err(reason) => {
-                    drops.drop(reason, bytes);
-                    false
+                Ok(None) => return None,
+                Err(RingError::BadLength(_)) => {
+                    *kick = true;
+                    drops.drop(REASON_DEVICE, &[]);
                 }
-            })?;
-            match outcome {
-                Some(true) => {
-                    *delivered += 1;
-                    return Some((RxToken(frame), TxToken(dev)));
+                Err(_) => {
+                    *broken = true;
+                    return None;
                 }
-                Some(false) => {}
-                None => drops.drop(REASON_DEVICE, &[]),
             }
         }
         None
     }
 
     fn transmit(&mut self, _: Instant) -> Option<TxToken<'_>> {
-        if self.dev.can_transmit() {
-            Some(TxToken(&mut self.dev))
-        } else {
-            None
+        let Phy { rings, link, scratch, kick, broken, lost, blocked, .. } = self;
+        if link.is_none() {
+            return Some(TxToken { rings: None, scratch, kick, broken, lost });
+        }
+        match rings.has_room(Direction::ToDriver) {
+            Ok(true) => Some(TxToken { rings: Some(rings), scratch, kick, broken, lost }),
+            Ok(false) => {
+                *blocked = true;
+                None
+            }
+            Err(_) => {
+                *broken = true;
+                None
+            }
         }
     }
 
@@ -320,8 +378,92 @@ impl Device for Phy {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = FRAME_MAX;
-        caps.max_burst_size = Some(virtio_net::QUEUE_SIZE);
+        caps.max_burst_size = Some(netdrv::SLOTS as usize / 2);
         caps
+    }
+}
+
+/// Why attaching to the driver failed.
+#[derive(Debug)]
+enum AttachError {
+    /// The driver has no device.
+    NoDevice,
+    /// A call failed (the driver died meanwhile...).
+    Ipc(rt::ipc::IpcError),
+    /// A system call of ours failed.
+    Sys(sys::Error),
+    /// The driver answered something else.
+    Refused(netdrv::Response),
+}
+
+impl core::fmt::Display for AttachError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            AttachError::NoDevice => f.write_str("no virtio-net device"),
+            AttachError::Ipc(e) => write!(f, "{e}"),
+            AttachError::Sys(e) => write!(f, "{e}"),
+            AttachError::Refused(r) => write!(f, "the driver answered {r:?}"),
+        }
+    }
+}
+
+/// What the stack keeps to attach a (new) driver: the DMA arena it owns for it and the
+/// notification the driver signals.
+struct Attachment {
+    arena: Handle,
+    notification: Handle,
+}
+
+impl Attachment {
+    /// Resets the rings and hands them, the arena and the notification to the driver behind
+    /// `endpoint` (taken: closed on failure). Returns the link and the device's MAC.
+    fn attach(&self, rings: &mut Rings, endpoint: Handle) -> Result<(Link, [u8; 6]), AttachError> {
+        let driver = IpcClient::<NetDrv>::new(endpoint);
+        let result = (|| {
+            rings.reset();
+            let call = |request: netdrv::Request| {
+                let response = driver.call(&request, ATTACH_TIMEOUT_NS).map_err(AttachError::Ipc);
+                if let Some(cap) = request_cap(&request) {
+                    let _ = sys::cap_close(cap);
+                }
+                response
+            };
+            let copy = rings.share().map_err(AttachError::Sys)?;
+            expect_done(call(netdrv::Request::Rings { memory: Cap(copy) })?)?;
+            let copy = sys::cap_duplicate(self.arena, rights::READ | rights::WRITE | rights::DUPLICATE, 0)
+                .map_err(AttachError::Sys)?;
+            expect_done(call(netdrv::Request::Arena { memory: Cap(copy) })?)?;
+            let copy =
+                sys::cap_duplicate(self.notification, rights::SEND | rights::DUPLICATE, 0).map_err(AttachError::Sys)?;
+            match call(netdrv::Request::Attach { notify: Cap(copy) })? {
+                netdrv::Response::Attached { doorbell, mac } => Ok((doorbell.0, mac)),
+                netdrv::Response::NoDevice => Err(AttachError::NoDevice),
+                other => Err(AttachError::Refused(other)),
+            }
+        })();
+        match result {
+            Ok((doorbell, mac)) => Ok((Link { driver, doorbell }, mac)),
+            Err(e) => {
+                let _ = sys::cap_close(endpoint);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The capability a request carries (our copy, closed once sent: the driver has its own).
+fn request_cap(request: &netdrv::Request) -> Option<Handle> {
+    match request {
+        netdrv::Request::Rings { memory } | netdrv::Request::Arena { memory } => Some(memory.0),
+        netdrv::Request::Attach { notify } => Some(notify.0),
+    }
+}
+
+fn expect_done(response: netdrv::Response) -> Result<(), AttachError> {
+    match response {
+        netdrv::Response::Done => Ok(()),
+        netdrv::Response::NoDevice => Err(AttachError::NoDevice),
+        other => Err(AttachError::Refused(other)),
     }
 }
 
@@ -581,7 +723,7 @@ impl Stack {
                     addr: cidr.octets(),
                     prefix,
                     gateway: self.gateway.map_or([0; 4], |g| g.octets()),
-                    mac: self.phy.dev.mac(),
+                    mac: self.phy.mac.0,
                 }
             }
             Request::TcpListen { port, backlog } => {
@@ -864,53 +1006,42 @@ impl Stack {
 }
 
 fn run() -> Result<i32, String> {
-    let caps = svc::capabilities().map_err(|e| alloc::format!("init gave no capabilities: {e}"))?;
     let args = svc::arguments().map_err(|e| alloc::format!("cannot read the arguments: {e}"))?;
     let addressing = addressing(&args).map_err(|e| alloc::format!("bad configuration: {e}"))?;
-    let (ports, first, count) = svc::first_ports(&caps).ok_or("no I/O ports in the manifest")?;
-    if first as u64 != drivers::pci::CONFIG_ADDRESS as u64 || (count as u64) < drivers::pci::CONFIG_PORTS {
-        return Err("the manifest must grant the PCI configuration ports 0xcf8-0xcff".into());
-    }
-    let device_memory = caps
-        .iter()
-        .find_map(|c| match c {
-            svc::boot::Response::DeviceMemory { cap, .. } => Some(cap.0),
-            _ => None,
-        })
-        .ok_or("no device memory in the manifest")?;
-    let cam = ConfigPorts::new(ports).map_err(|e| alloc::format!("configuration ports: {e:?}"))?;
-    dma::init(DMA_ARENA).map_err(|e| alloc::format!("DMA arena: {e:?}"))?;
-    let dev = match virtio_net::open(cam, device_memory) {
-        Ok(dev) => dev,
-        Err(NetError::Open(OpenError::NoDevice)) => {
+    let mut rings = Rings::create().map_err(|e| alloc::format!("the rings: {e}"))?;
+    let (arena, _) =
+        sys::memory_create_contiguous(0, netdrv::ARENA_LEN).map_err(|e| alloc::format!("the DMA arena: {e}"))?;
+    // The driver signals this notification, bound to the only thread: its signals end the
+    // receive on the endpoint.
+    let notification = sys::notification_create().map_err(|_| "no notification")?;
+    sys::notification_bind(notification).map_err(|e| alloc::format!("binding the notification: {e}"))?;
+    let attachment = Attachment { arena, notification };
+    let mut names = svc::names().map_err(|_| "no name service")?;
+    let driver = svc::lookup(&mut names, "netdrv", DRIVER_WAIT_NS)
+        .map_err(|e| alloc::format!("no network driver (netdrv): {e:?}"))?;
+    let (link, mac) = match attachment.attach(&mut rings, driver) {
+        Ok(attached) => attached,
+        Err(AttachError::NoDevice) => {
             info!("no virtio-net device: the network is off");
             return Ok(0);
         }
-        Err(e) => return Err(alloc::format!("virtio-net: {e}")),
+        Err(e) => return Err(alloc::format!("attaching the driver: {e}")),
     };
-    let function = *dev.function();
-    let mac = EthernetAddress(dev.mac());
+    let mac = EthernetAddress(mac);
 
-    // The interrupt: the line the firmware routed, if the manifest grants it.
-    let notification = sys::notification_create().map_err(|_| "no notification")?;
-    let line = function.interrupt_line;
-    let irq = caps.iter().find_map(|c| match c {
-        svc::boot::Response::Irq { cap, line: l } if *l == line => Some(cap.0),
-        _ => None,
-    });
-    let irq = match irq {
-        Some(cap) => {
-            irq_bind(cap, line, notification, IRQ_BIT).map_err(|e| alloc::format!("binding line {line}: {e}"))?;
-            sys::notification_bind(notification).map_err(|e| alloc::format!("binding the notification: {e}"))?;
-            Some((cap, line))
-        }
-        None => {
-            warn!("the manifest does not grant interrupt line {line}: polling every 10 ms");
-            None
-        }
+    let mut phy = Phy {
+        rings,
+        link: Some(link),
+        mac,
+        frame: vec![0; FRAME_MAX],
+        scratch: vec![0; FRAME_MAX],
+        drops: Drops::default(),
+        delivered: 0,
+        kick: false,
+        blocked: false,
+        broken: false,
+        lost: 0,
     };
-
-    let mut phy = Phy { dev, mac, frame: Vec::with_capacity(FRAME_MAX), drops: Drops::default(), delivered: 0 };
     let mut config = Config::new(HardwareAddress::Ethernet(mac));
     config.random_seed =
         rt::rdtsc() ^ u64::from_le_bytes([mac.0[0], mac.0[1], mac.0[2], mac.0[3], mac.0[4], mac.0[5], 0, 0]);
@@ -934,43 +1065,95 @@ fn run() -> Result<i32, String> {
     }
 
     let endpoint = sys::endpoint_create().map_err(|_| "no endpoint")?;
-    let names = svc::names().map_err(|_| "no name service")?;
     svc::register(&names, endpoint).map_err(|_| "cannot register as net")?;
     let m = mac.0;
     info!(
-        "virtio-net {} {:04x}:{:04x}, MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {}; {}",
-        function.address,
-        function.vendor,
-        function.device,
+        "attached to netdrv, MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}; {}",
         m[0],
         m[1],
         m[2],
         m[3],
         m[4],
         m[5],
-        match irq {
-            Some((_, line)) => alloc::format!("interrupt line {line}"),
-            None => "polled".into(),
-        },
         match addressing {
             Addressing::Dhcp => "asking DHCP for an address",
             Addressing::Static { .. } => "static address",
         }
     );
-    serve(&mut stack, endpoint, irq)
+    serve(&mut stack, endpoint, &attachment, &mut names)
 }
 
-/// The loop: poll the stack, answer the request, wait for the next request or interrupt.
-fn serve(stack: &mut Stack, endpoint: Handle, irq: Option<(Handle, u8)>) -> Result<i32, String> {
+impl Stack {
+    /// Signals the driver if frames moved; notices a driver that has gone or broke the rings.
+    fn kick(&mut self, check: bool) {
+        let phy = &mut self.phy;
+        let Some(link) = &phy.link else { return };
+        let mut gone = phy.broken || (check && !netdrv::alive(link.doorbell));
+        if core::mem::take(&mut phy.kick) && !gone {
+            gone = sys::signal(link.doorbell, DOORBELL_BIT).is_err();
+        }
+        if gone {
+            if core::mem::take(&mut phy.broken) {
+                warn!("the driver broke the rings; attaching it again");
+            } else {
+                info!("the driver has gone; frames are dropped until it is back (TCP retransmits them)");
+            }
+            phy.link = None;
+        }
+    }
+
+    /// Looks the driver up again and attaches it; false while it is not back.
+    fn reattach(&mut self, attachment: &Attachment, names: &mut IpcClient<svc::names::Names>) -> bool {
+        let Ok(endpoint) = svc::lookup(names, "netdrv", 0) else { return false };
+        match attachment.attach(&mut self.phy.rings, endpoint) {
+            Ok((link, mac)) => {
+                self.phy.link = Some(link);
+                if mac == self.phy.mac.0 {
+                    info!("the driver is back (MAC unchanged); {} frames were dropped meanwhile", self.phy.lost);
+                } else {
+                    warn!("the driver is back with another MAC address {mac:02x?}; keeping {}", self.phy.mac);
+                }
+                true
+            }
+            Err(e) => {
+                warn!("attaching the driver again: {e}");
+                false
+            }
+        }
+    }
+}
+
+/// The loop: poll the stack, answer the request, wait for the next request or a signal of the
+/// driver; look after the link to the driver.
+fn serve(
+    stack: &mut Stack,
+    endpoint: Handle,
+    attachment: &Attachment,
+    names: &mut IpcClient<svc::names::Names>,
+) -> Result<i32, String> {
     let mut reply: Option<sys::Message> = None;
     let mut last_sweep = sys::time_now();
+    let mut last_check = last_sweep;
+    let mut next_attach = 0u64;
     let mut idle_spins = 0u32;
     loop {
+        stack.phy.blocked = false;
         let changed = stack.poll();
         if changed {
             stack.wake();
         }
         let now = sys::time_now();
+        let check = now > last_check + CHECK_NS;
+        if check {
+            last_check = now;
+        }
+        stack.kick(check);
+        if stack.phy.link.is_none() && now >= next_attach {
+            next_attach = now + CHECK_NS;
+            if stack.reattach(attachment, names) {
+                continue;
+            }
+        }
         stack.phy.drops.summary(now);
         if now > last_sweep + 1_000_000_000 {
             last_sweep = now;
@@ -980,8 +1163,12 @@ fn serve(stack: &mut Stack, endpoint: Handle, irq: Option<(Handle, u8)>) -> Resu
             Some(delay) => (delay.total_micros() * 1000).min(IDLE_NS),
             None => IDLE_NS,
         };
-        if irq.is_none() {
-            timeout = timeout.min(10_000_000);
+        if stack.phy.link.is_none() {
+            timeout = timeout.min(CHECK_NS);
+        }
+        if stack.phy.blocked {
+            // The ring to the driver is full: its signal wakes us when it has taken frames.
+            timeout = timeout.max(CHECK_NS);
         }
         // smoltcp wants to run again at once: do so a few times, then let time pass.
         if timeout == 0 {
@@ -1009,12 +1196,7 @@ fn serve(stack: &mut Stack, endpoint: Handle, irq: Option<(Handle, u8)>) -> Resu
             Err(e) => return Err(alloc::format!("receiving on the endpoint: {e}")),
         };
         if incoming.message.label == NOTIFY {
-            if let Some((cap, line)) = irq {
-                // Unmask first, then read the status (which lowers the line): an event after
-                // the read raises the line again and so interrupts again.
-                let _ = irq_ack(cap, line);
-                stack.phy.dev.ack_interrupt();
-            }
+            // The driver moved frames (`STACK_BIT`): the poll at the top takes them.
             continue;
         }
         let message = Server::<NetProtocol>::answer(&incoming, &mut |badge, request| stack.handle(badge, request));
@@ -1022,6 +1204,7 @@ fn serve(stack: &mut Stack, endpoint: Handle, irq: Option<(Handle, u8)>) -> Resu
         if stack.poll() {
             stack.wake();
         }
+        stack.kick(false);
         reply = Some(message);
     }
 }

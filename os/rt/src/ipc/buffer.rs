@@ -12,19 +12,26 @@
 //! can destroy it, which unmaps it here too, so a server should read only buffers it owns: it
 //! creates the buffer and gives the client a copy without `REVOKE`. A client's buffer from a
 //! server that has died (a crash, a kill) is gone: [`read`](SharedBuffer::read) and
-//! [`write`](SharedBuffer::write) on a buffer this task did not create first check that the
-//! object still exists and return [`BufferError::Gone`] instead of faulting. (The check and the
-//! copy are two steps: a server revoked between them, while this task is preempted, still
-//! unmaps the buffer under the copy.)
+//! [`write`](SharedBuffer::write) on a buffer this task did not create check that the object
+//! exists before the copy and again after it, and return [`BufferError::Gone`] instead of
+//! faulting. The owner may die between the first check and the end of the copy (this task
+//! preempted meanwhile): the copy then touches pages that are no longer mapped. Every buffer is
+//! mapped in [`SHARED_WINDOW`], and init, the fault supervisor of every service, answers a
+//! page fault on a missing page there by mapping a fresh zeroed page (charged to the faulting
+//! task) and resuming it (docs/services.md, "Faults in the shared-buffer window"): the copy
+//! finishes on that page, the second check sees the object gone, and the bytes are discarded.
+//! Dropping such a buffer unmaps those pages again.
 
 use super::BufRange;
 use crate::sys::{self, Error, Handle};
 use abi::syscall::{map, rights};
 use core::sync::atomic::{AtomicU64, Ordering};
 
-/// Where shared buffers are mapped: after the heap's range, below `0x2000_0000_0000`.
-const SHARED_BASE: u64 = 0x1800_0000_0000;
-const SHARED_END: u64 = 0x2000_0000_0000;
+/// Where shared buffers are mapped: after the heap's range, below `0x2000_0000_0000`. init
+/// repairs page faults in this window (module docs).
+pub const SHARED_WINDOW: core::ops::Range<u64> = 0x1800_0000_0000..0x2000_0000_0000;
+const SHARED_BASE: u64 = SHARED_WINDOW.start;
+const SHARED_END: u64 = SHARED_WINDOW.end;
 const PAGE: u64 = 4096;
 /// The largest buffer (the kernel's largest memory object).
 pub const BUFFER_MAX: usize = 1 << 30;
@@ -148,10 +155,15 @@ impl SharedBuffer {
         if self.gone() {
             return Err(BufferError::Gone);
         }
-        // Safety: [start, start + len) lies inside the mapping (checked above), which lives as
-        // long as `self`, and `out` is ours; the peer may write the bytes meanwhile, which can
-        // only make the copy inconsistent, never touch memory outside either range.
+        // Safety: [start, start + len) lies inside this buffer's range of the address space
+        // (checked above), which nothing else uses while `self` lives, and `out` is ours; the
+        // peer may write the bytes meanwhile, which can only make the copy inconsistent. If the
+        // peer's object died since the check, the pages fault and init maps zeroed ones (module
+        // docs); the check below then discards what was copied.
         unsafe { core::ptr::copy_nonoverlapping((self.at as usize + start) as *const u8, out.as_mut_ptr(), len) };
+        if self.gone() {
+            return Err(BufferError::Gone);
+        }
         Ok(())
     }
 
@@ -164,8 +176,11 @@ impl SharedBuffer {
         if self.gone() {
             return Err(BufferError::Gone);
         }
-        // Safety: as in `read`; the mapping is writable.
+        // Safety: as in `read`; the mapping is writable (a repaired page too).
         unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), (self.at as usize + start) as *mut u8, len) };
+        if self.gone() {
+            return Err(BufferError::Gone);
+        }
         Ok(())
     }
 
@@ -193,7 +208,15 @@ impl SharedBuffer {
 
 impl Drop for SharedBuffer {
     fn drop(&mut self) {
-        let _ = sys::memory_unmap(0, self.at);
+        if self.gone() {
+            // The object's mapping went with it; pages init mapped after faults may remain.
+            let pages = (self.len as u64).div_ceil(PAGE);
+            for page in 0..pages {
+                let _ = sys::memory_unmap(0, self.at + page * PAGE);
+            }
+        } else {
+            let _ = sys::memory_unmap(0, self.at);
+        }
         let _ = sys::cap_close(self.memory);
     }
 }
