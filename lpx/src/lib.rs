@@ -4,7 +4,7 @@
 //! ...), the initial stack with argv, envp and the auxiliary vector, file-descriptor tables,
 //! the bookkeeping of a process's address space, paths, and a seeded random generator.
 //!
-//! Nothing here makes a system call: the server (`os/programs/src/bin/linuxd.rs`) does those
+//! Nothing here makes a system call: the server (`os/programs/src/bin/linuxd/`) does those
 //! and keeps these structures.
 
 #![no_std]

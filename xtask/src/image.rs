@@ -59,14 +59,20 @@ pub fn build() -> Result<Image, Failure> {
     Ok(Image { kernel, archive })
 }
 
-/// The native programs (one per `os/programs/src/bin/<name>.rs`) as (name, built binary).
+/// The native programs (one per `os/programs/src/bin/<name>.rs` or
+/// `os/programs/src/bin/<name>/main.rs`, as Cargo finds them) as (name, built binary).
 fn programs(os: &Path, binaries: &Path) -> Result<Vec<(String, PathBuf)>, Failure> {
     let mut programs = Vec::new();
     for entry in std::fs::read_dir(os.join("programs/src/bin"))? {
         let path = entry?.path();
-        if let (Some(name), Some("rs")) =
-            (path.file_stem().and_then(|s| s.to_str()), path.extension().and_then(|e| e.to_str()))
-        {
+        let name = if path.is_dir() && path.join("main.rs").is_file() {
+            path.file_name().and_then(|s| s.to_str())
+        } else if path.extension().and_then(|e| e.to_str()) == Some("rs") {
+            path.file_stem().and_then(|s| s.to_str())
+        } else {
+            None
+        };
+        if let Some(name) = name {
             programs.push((name.to_string(), binaries.join(name)));
         }
     }

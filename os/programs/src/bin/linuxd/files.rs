@@ -1,0 +1,364 @@
+//! Open files of a process: the console, `/dev/null`, files of the file-system service;
+//! `open`, `read`, `lseek`, `getdents64`, `readlink`, `fcntl`, `ioctl` and the stat family.
+
+use super::*;
+
+/// An open file description.
+pub(crate) enum Open {
+    /// The console service (fds 0-2): writes go to it, reads see the end of input.
+    Console {
+        flags: u64,
+    },
+    /// `/dev/null`.
+    Null {
+        flags: u64,
+    },
+    File(FileDesc),
+}
+
+pub(crate) struct FileDesc {
+    pub(crate) file: fs::File<'static>,
+    pub(crate) path: String,
+    pub(crate) flags: u64,
+    pub(crate) directory: bool,
+    /// `getdents64` state: entries not yet returned, where the server continues, the offset.
+    pub(crate) pending: VecDeque<(u64, u8, Vec<u8>)>,
+    pub(crate) cookie: u64,
+    pub(crate) started: bool,
+    pub(crate) done: bool,
+    pub(crate) offset: u64,
+}
+
+pub(crate) type Fd = Rc<RefCell<Open>>;
+
+impl Process {
+    /// The absolute path named by `dirfd` and the string at `addr`.
+    pub(crate) fn path_arg(&mut self, dirfd: i64, addr: u64) -> Result<String, Errno> {
+        let bytes = self.read_cstr(addr)?;
+        if bytes.is_empty() {
+            return Err(ENOENT);
+        }
+        let path = String::from_utf8(bytes).map_err(|_| EINVAL)?;
+        if path.starts_with('/') || dirfd == AT_FDCWD {
+            return Ok(lpx::path::join(&self.cwd, &path));
+        }
+        let fd = self.fds.get(dirfd)?.clone();
+        let open = fd.borrow();
+        match &*open {
+            Open::File(f) if f.directory => Ok(lpx::path::join(&f.path, &path)),
+            _ => Err(ENOTDIR),
+        }
+    }
+
+    pub(crate) fn stat_path(&mut self, fs: Option<&'static Fs>, path: &str, follow: bool) -> Result<FileStat, Errno> {
+        if let Some(st) = device_stat(path) {
+            return Ok(st);
+        }
+        let fs = need(fs)?;
+        let s = if follow { fs.stat(path) } else { fs.lstat(path) }.map_err(fs_errno)?;
+        Ok(stat_of(&s))
+    }
+
+    pub(crate) fn stat_at(
+        &mut self,
+        fs: Option<&'static Fs>,
+        dirfd: i64,
+        addr: u64,
+        flags: u64,
+    ) -> Result<FileStat, Errno> {
+        const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+        const AT_EMPTY_PATH: u64 = 0x1000;
+        let bytes = self.read_cstr(addr)?;
+        if bytes.is_empty() {
+            if flags & AT_EMPTY_PATH != 0 {
+                return self.fstat(dirfd);
+            }
+            return Err(ENOENT);
+        }
+        let path = self.path_arg(dirfd, addr)?;
+        self.stat_path(fs, &path, flags & AT_SYMLINK_NOFOLLOW == 0)
+    }
+
+    pub(crate) fn fstat(&mut self, fd: i64) -> Result<FileStat, Errno> {
+        let fd = self.fds.get(fd)?.clone();
+        let open = fd.borrow();
+        match &*open {
+            Open::Console { .. } => Ok(device_stat("/dev/console").expect("known")),
+            Open::Null { .. } => Ok(device_stat("/dev/null").expect("known")),
+            Open::File(f) => f.file.stat().map(|s| stat_of(&s)).map_err(fs_errno),
+        }
+    }
+
+    pub(crate) fn open(
+        &mut self,
+        fs: Option<&'static Fs>,
+        dirfd: i64,
+        addr: u64,
+        flags: u64,
+        mode: u32,
+    ) -> Result<i32, Errno> {
+        let path = self.path_arg(dirfd, addr)?;
+        let cloexec = flags & o::CLOEXEC != 0;
+        let norm = lpx::path::normalise(&path);
+        match norm.as_str() {
+            "/dev/null" => return self.fds.insert(Rc::new(RefCell::new(Open::Null { flags })), cloexec),
+            "/dev/tty" | "/dev/console" | "/dev/stdout" | "/dev/stderr" => {
+                return self.fds.insert(Rc::new(RefCell::new(Open::Console { flags })), cloexec)
+            }
+            _ => {}
+        }
+        let target = if norm == "/proc/self/exe" { self.exe.clone() } else { path };
+        let fs = need(fs)?;
+        let acc = flags & o::ACCMODE;
+        let mut f = 0;
+        if acc != o::WRONLY {
+            f |= fs::flags::READ;
+        }
+        if acc != o::RDONLY {
+            f |= fs::flags::WRITE;
+        }
+        if flags & o::CREAT != 0 {
+            f |= fs::flags::CREATE;
+        }
+        if flags & o::EXCL != 0 {
+            f |= fs::flags::EXCLUSIVE;
+        }
+        if flags & o::TRUNC != 0 && acc != o::RDONLY {
+            f |= fs::flags::TRUNCATE;
+        }
+        if flags & o::APPEND != 0 {
+            f |= fs::flags::APPEND;
+        }
+        if flags & o::DIRECTORY != 0 {
+            f |= fs::flags::DIRECTORY;
+        }
+        if flags & o::NOFOLLOW != 0 {
+            f |= fs::flags::NOFOLLOW;
+        }
+        let mode = (mode & 0o7777 & !self.umask) as u16;
+        let file = match fs.open(&target, f, mode) {
+            Err(fs::Error::IsDirectory) if acc == o::RDONLY => {
+                fs.open(&target, f | fs::flags::DIRECTORY, mode).map_err(fs_errno)?
+            }
+            other => other.map_err(fs_errno)?,
+        };
+        let directory = file.kind() == fs::Kind::Directory;
+        let desc = FileDesc {
+            file,
+            path: lpx::path::normalise(&target),
+            flags: flags & !o::CLOEXEC,
+            directory,
+            pending: VecDeque::new(),
+            cookie: 0,
+            started: false,
+            done: false,
+            offset: 0,
+        };
+        self.fds.insert(Rc::new(RefCell::new(Open::File(desc))), cloexec)
+    }
+
+    /// Reads up to `len` bytes from `fd` (at `at`, or the position).
+    pub(crate) fn read_fd(&mut self, fd: i64, len: usize, at: Option<u64>) -> Result<Vec<u8>, Errno> {
+        let fd = self.fds.get(fd)?.clone();
+        let mut open = fd.borrow_mut();
+        match &mut *open {
+            Open::Console { flags } | Open::Null { flags } => {
+                if *flags & o::ACCMODE == o::WRONLY {
+                    return Err(EBADF);
+                }
+                Ok(Vec::new())
+            }
+            Open::File(f) => {
+                if f.directory {
+                    return Err(EISDIR);
+                }
+                if f.flags & o::ACCMODE == o::WRONLY {
+                    return Err(EBADF);
+                }
+                let mut out = alloc::vec![0u8; len.min(IO_MAX)];
+                let mut done = 0;
+                while done < out.len() {
+                    let n = match at {
+                        Some(offset) => f.file.read_at(offset + done as u64, &mut out[done..]),
+                        None => f.file.read(&mut out[done..]),
+                    }
+                    .map_err(fs_errno)?;
+                    if n == 0 {
+                        break;
+                    }
+                    done += n;
+                }
+                out.truncate(done);
+                Ok(out)
+            }
+        }
+    }
+
+    pub(crate) fn read(&mut self, fd: i64, buf: u64, len: usize, at: Option<u64>) -> Result<usize, Errno> {
+        let len = len.min(IO_MAX);
+        self.check(buf, len as u64, true)?;
+        let data = self.read_fd(fd, len, at)?;
+        self.write_mem(buf, &data)?;
+        Ok(data.len())
+    }
+
+    pub(crate) fn lseek(&mut self, fd: i64, offset: i64, whence: u64) -> Result<u64, Errno> {
+        let fd = self.fds.get(fd)?.clone();
+        let mut open = fd.borrow_mut();
+        match &mut *open {
+            Open::Console { .. } => Err(ESPIPE),
+            Open::Null { .. } => Ok(0),
+            Open::File(f) if f.directory => {
+                if whence == 0 && offset == 0 {
+                    f.pending.clear();
+                    f.cookie = 0;
+                    f.started = false;
+                    f.done = false;
+                    f.offset = 0;
+                    Ok(0)
+                } else {
+                    Err(EINVAL)
+                }
+            }
+            Open::File(f) => {
+                let whence = match whence {
+                    0 => fs::whence::SET,
+                    1 => fs::whence::CURRENT,
+                    2 => fs::whence::END,
+                    _ => return Err(EINVAL),
+                };
+                f.file.seek(whence, offset).map_err(fs_errno)
+            }
+        }
+    }
+
+    pub(crate) fn getdents(&mut self, fd: i64, buf: u64, room: usize) -> Result<usize, Errno> {
+        let fd = self.fds.get(fd)?.clone();
+        let mut open = fd.borrow_mut();
+        let Open::File(f) = &mut *open else { return Err(ENOTDIR) };
+        if !f.directory {
+            return Err(ENOTDIR);
+        }
+        if !f.started {
+            f.started = true;
+            f.pending.push_back((1, 4, Vec::from(&b"."[..])));
+            f.pending.push_back((1, 4, Vec::from(&b".."[..])));
+        }
+        let room = room.min(IO_MAX);
+        let mut out = Vec::new();
+        loop {
+            if f.pending.is_empty() && !f.done {
+                let (entries, next) = f.file.read_dir_from(f.cookie).map_err(fs_errno)?;
+                if entries.is_empty() {
+                    f.done = true;
+                }
+                f.cookie = next;
+                for e in entries {
+                    f.pending.push_back((e.ino.max(1), e.kind.dtype(), e.name));
+                }
+            }
+            let Some((ino, dtype, name)) = f.pending.front() else { break };
+            if !structs::dirent64(&mut out, room, *ino, f.offset + 1, *dtype, name) {
+                if out.is_empty() {
+                    return Err(EINVAL);
+                }
+                break;
+            }
+            f.offset += 1;
+            f.pending.pop_front();
+        }
+        drop(open);
+        self.write_mem(buf, &out)?;
+        Ok(out.len())
+    }
+
+    pub(crate) fn readlink(
+        &mut self,
+        fs: Option<&'static Fs>,
+        dirfd: i64,
+        addr: u64,
+        buf: u64,
+        size: u64,
+    ) -> Result<usize, Errno> {
+        let path = self.path_arg(dirfd, addr)?;
+        let target = if lpx::path::normalise(&path) == "/proc/self/exe" {
+            Vec::from(self.exe.as_bytes())
+        } else {
+            need(fs)?.readlink(&path).map_err(fs_errno)?
+        };
+        if (size as i64) <= 0 {
+            return Err(EINVAL);
+        }
+        let n = target.len().min(size as usize);
+        self.write_mem(buf, &target[..n])?;
+        Ok(n)
+    }
+
+    pub(crate) fn fcntl(&mut self, fd: i64, cmd: u64, arg: u64) -> Result<u64, Errno> {
+        const F_DUPFD: u64 = 0;
+        const F_GETFD: u64 = 1;
+        const F_SETFD: u64 = 2;
+        const F_GETFL: u64 = 3;
+        const F_SETFL: u64 = 4;
+        const F_DUPFD_CLOEXEC: u64 = 1030;
+        match cmd {
+            F_DUPFD | F_DUPFD_CLOEXEC => Ok(self.fds.dup(fd, arg as usize, cmd == F_DUPFD_CLOEXEC)? as u64),
+            F_GETFD => Ok(self.fds.cloexec(fd)? as u64),
+            F_SETFD => {
+                self.fds.set_cloexec(fd, arg & 1 != 0)?;
+                Ok(0)
+            }
+            F_GETFL => {
+                let file = self.fds.get(fd)?.clone();
+                let open = file.borrow();
+                Ok(match &*open {
+                    Open::Console { flags } | Open::Null { flags } => *flags,
+                    Open::File(f) => f.flags | if f.directory { o::DIRECTORY } else { 0 },
+                })
+            }
+            F_SETFL => {
+                // Only the status flags change (O_APPEND, O_NONBLOCK); recorded, and O_APPEND
+                // keeps what the file was opened with on the server (docs/linux.md).
+                let file = self.fds.get(fd)?.clone();
+                let mut open = file.borrow_mut();
+                let settable = o::APPEND | o::NONBLOCK;
+                match &mut *open {
+                    Open::Console { flags } | Open::Null { flags } => *flags = (*flags & !settable) | (arg & settable),
+                    Open::File(f) => f.flags = (f.flags & !settable) | (arg & settable),
+                }
+                Ok(0)
+            }
+            _ => Err(EINVAL),
+        }
+    }
+
+    pub(crate) fn ioctl(&mut self, fd: i64, request: u64, arg: u64) -> Result<u64, Errno> {
+        const TCGETS: u64 = 0x5401;
+        const TCSETS: u64 = 0x5402;
+        const TCSETSW: u64 = 0x5403;
+        const TCSETSF: u64 = 0x5404;
+        const TIOCGPGRP: u64 = 0x540f;
+        const TIOCGWINSZ: u64 = 0x5413;
+        let file = self.fds.get(fd)?.clone();
+        if !matches!(&*file.borrow(), Open::Console { .. }) {
+            return Err(ENOTTY);
+        }
+        match request {
+            TCGETS => self.write_mem(arg, &structs::termios()).map(|()| 0),
+            TCSETS | TCSETSW | TCSETSF => Ok(0),
+            TIOCGWINSZ => self.write_mem(arg, &structs::winsize(24, 80)).map(|()| 0),
+            TIOCGPGRP => self.write_mem(arg, &self.pid.to_le_bytes()).map(|()| 0),
+            _ => Err(EINVAL),
+        }
+    }
+}
+
+/// The metadata of the device files linuxd serves itself.
+pub(crate) fn device_stat(path: &str) -> Option<FileStat> {
+    let (rdev, mode) = match lpx::path::normalise(path).as_str() {
+        "/dev/null" => ((1 << 8) | 3, structs::S_IFCHR | 0o666),
+        "/dev/console" | "/dev/tty" => ((5 << 8) | 1, structs::S_IFCHR | 0o620),
+        _ => return None,
+    };
+    Some(FileStat { dev: 5, ino: rdev, mode, nlink: 1, rdev, blksize: 1024, ..Default::default() })
+}

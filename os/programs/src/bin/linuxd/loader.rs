@@ -1,0 +1,190 @@
+//! The loader: static x86_64 ELF programs (non-PIE and static-PIE) into a new task, with
+//! the System V initial stack.
+
+use super::*;
+
+impl Server {
+    // ---- The loader ----
+
+    pub(crate) fn spawn(
+        &mut self,
+        client: u64,
+        path: &str,
+        cwd: &str,
+        argv: &[&[u8]],
+        envp: &[&[u8]],
+    ) -> Result<u32, Refusal> {
+        let fs = self.fs().ok_or_else(|| Refusal(EIO, String::from("the file-system service is unavailable")))?;
+        let cwd = if cwd.starts_with('/') { lpx::path::normalise(cwd) } else { String::from("/") };
+        let path = lpx::path::join(&cwd, path);
+        let mut file = fs.open(&path, fs::flags::READ, 0).map_err(|e| Refusal(fs_errno(e), String::from(e.text())))?;
+        if file.kind() != fs::Kind::Regular {
+            return Err(Refusal(EACCES, String::from("not a regular file")));
+        }
+        let size = file.size_at_open();
+        let mut head = alloc::vec![0u8; (size as usize).min(HEAD_MAX)];
+        read_full(&mut file, 0, &mut head).map_err(|e| Refusal(fs_errno(e), String::from(e.text())))?;
+        let elf = match elf::Elf::parse_with_len(&head, size) {
+            Ok(elf) => elf,
+            Err(elf::ElfError::Dynamic) => {
+                let interp = elf::interpreter(&head).map(|p| String::from_utf8_lossy(p).into_owned());
+                let interp = interp.unwrap_or_else(|| String::from("(unreadable)"));
+                let present = fs.stat(&interp).is_ok();
+                let why = if present {
+                    format!("a dynamically linked program (interpreter {interp}); only static programs run")
+                } else {
+                    format!(
+                        "a dynamically linked program whose interpreter {interp} is missing; only static programs run"
+                    )
+                };
+                return Err(Refusal(ENOEXEC, why));
+            }
+            Err(e) => return Err(Refusal(ENOEXEC, format!("{e}"))),
+        };
+        let bias = if elf.position_independent { PIE_BASE } else { 0 };
+        let mut image_end = 0u64;
+        for s in elf.segments() {
+            let end = s.vaddr.checked_add(s.mem_len).and_then(|e| e.checked_add(bias));
+            match end {
+                Some(e) if e <= MMAP_FLOOR => image_end = image_end.max(e),
+                _ => return Err(Refusal(ENOEXEC, String::from("a segment lies outside the program area"))),
+            }
+        }
+        let name = path.rsplit('/').next().unwrap_or("linux");
+        let name = &name[..name.len().min(abi::syscall::TASK_NAME_MAX)];
+        let me = sys::task_info(0)?;
+        let quota = PROCESS_QUOTA.min(me.quota.saturating_sub(me.used).saturating_sub(LINUXD_RESERVE));
+        if quota < (256 << 10) {
+            return Err(Refusal(ENOMEM, String::from("linuxd's quota is exhausted")));
+        }
+        let task = sys::task_create(quota, 64, PROCESS_PRIORITY, name)?;
+        let pid = self.next_pid;
+        let mut process = Process {
+            pid,
+            client,
+            exe: path.clone(),
+            task,
+            thread: 0,
+            space: Space::new(),
+            fds: FdTable::new(),
+            cwd,
+            brk_start: 0,
+            brk: 0,
+            umask: 0o022,
+        };
+        match self.load(&mut process, &mut file, &elf, bias, image_end, argv, envp) {
+            Ok(()) => {
+                self.next_pid += 1;
+                rt::log::debug!("pid {pid}: {path} started");
+                self.procs.insert(pid, process);
+                Ok(pid)
+            }
+            Err(e) => {
+                process.teardown();
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn load(
+        &mut self,
+        p: &mut Process,
+        file: &mut fs::File<'static>,
+        elf: &elf::Elf,
+        bias: u64,
+        image_end: u64,
+        argv: &[&[u8]],
+        envp: &[&[u8]],
+    ) -> Result<(), Refusal> {
+        // Segments sharing pages form one region with the union of their permissions.
+        let mut groups: Vec<(u64, u64, u32, Vec<elf::Segment>)> = Vec::new();
+        for s in elf.segments() {
+            let (start, end) = s.pages();
+            match groups.last_mut() {
+                Some(g) if start + bias < g.1 => {
+                    g.1 = g.1.max(end + bias);
+                    g.2 |= s.flags;
+                    g.3.push(s);
+                }
+                _ => groups.push((start + bias, end + bias, s.flags, alloc::vec![s])),
+            }
+        }
+        for (start, end, flags, segments) in &groups {
+            let mut prot = 0;
+            if flags & elf::PF_R != 0 {
+                prot |= PROT_READ;
+            }
+            if flags & elf::PF_W != 0 {
+                prot |= PROT_WRITE | PROT_READ;
+            }
+            if flags & elf::PF_X != 0 {
+                prot |= PROT_EXEC | PROT_READ;
+            }
+            p.space
+                .add(*start, end - start, prot, Kind::Image, 0)
+                .map_err(|_| Refusal(ENOEXEC, String::from("overlapping or misplaced segments")))?;
+            let chunk = p.commit(*start, end - start, prot).map_err(|e| Refusal(e, String::from("out of memory")))?;
+            for s in segments {
+                let at = chunk.mirror + (s.vaddr + bias - start);
+                // Safety: the mirror of this chunk is mapped read-write here for `end - start`
+                // bytes, and the segment lies inside the group's pages (checked by `elf`).
+                let dest = unsafe { core::slice::from_raw_parts_mut(at as *mut u8, s.file_len as usize) };
+                read_full(file, s.offset, dest).map_err(|e| Refusal(fs_errno(e), String::from(e.text())))?;
+            }
+        }
+        // The brk heap after the program, the stack at the top.
+        p.brk_start = image_end.next_multiple_of(PAGE);
+        p.brk = p.brk_start;
+        p.space
+            .add(p.brk_start, BRK_MAX, PROT_READ | PROT_WRITE, Kind::Brk, BRK_CHUNK)
+            .map_err(|_| Refusal(ENOEXEC, String::from("no room for the heap")))?;
+        p.space.set_limit(p.brk_start, p.brk_start);
+        p.space
+            .add(STACK_TOP - STACK_SIZE, STACK_SIZE, PROT_READ | PROT_WRITE, Kind::Stack, STACK_CHUNK)
+            .map_err(|_| Refusal(ENOEXEC, String::from("no room for the stack")))?;
+        let mut random = [0u8; 16];
+        self.rng.stir(rt::rdtsc());
+        self.rng.fill(&mut random);
+        let (_, phnum) = elf.program_headers();
+        let phdr = elf.phdr_vaddr().map_or(0, |v| v + bias);
+        let entry = elf.entry + bias;
+        let auxv = [
+            (lpx::stack::AT_PHDR, phdr),
+            (lpx::stack::AT_PHENT, 56),
+            (lpx::stack::AT_PHNUM, phnum as u64),
+            (lpx::stack::AT_PAGESZ, PAGE),
+            (lpx::stack::AT_BASE, 0),
+            (lpx::stack::AT_FLAGS, 0),
+            (lpx::stack::AT_ENTRY, entry),
+            (lpx::stack::AT_UID, 0),
+            (lpx::stack::AT_EUID, 0),
+            (lpx::stack::AT_GID, 0),
+            (lpx::stack::AT_EGID, 0),
+            (lpx::stack::AT_SECURE, 0),
+            (lpx::stack::AT_CLKTCK, 100),
+            (lpx::stack::AT_HWCAP, self.hwcap),
+            (lpx::stack::AT_HWCAP2, 0),
+        ];
+        let spec =
+            lpx::stack::StackSpec { argv, envp, execfn: p.exe.as_bytes(), platform: b"x86_64", random, auxv: &auxv };
+        let stack = lpx::stack::build(STACK_TOP, STACK_SIZE / 4, &spec)
+            .map_err(|_| Refusal(E2BIG, String::from("arguments and environment too long")))?;
+        p.write_mem(stack.base, &stack.bytes).map_err(|e| Refusal(e, String::from("cannot write the stack")))?;
+        // Standard input, output and error: the console.
+        for _ in 0..3 {
+            let console = Rc::new(RefCell::new(Open::Console { flags: 2 }));
+            p.fds.insert(console, false).map_err(|e| Refusal(e, String::from("fds")))?;
+        }
+        let personality = sys::cap_duplicate(self.endpoint, rights::SEND, BADGE_SYSCALL | p.pid as u64)?;
+        let set = sys::task_set_personality(p.task, personality);
+        let _ = sys::cap_close(personality);
+        set?;
+        let supervisor = sys::cap_duplicate(self.endpoint, rights::SEND, BADGE_FAULT | p.pid as u64)?;
+        let set = sys::task_set_supervisor(p.task, supervisor);
+        let _ = sys::cap_close(supervisor);
+        set?;
+        p.thread = sys::thread_create_in(p.task, entry, stack.rsp, PROCESS_PRIORITY, 0)?;
+        Ok(())
+    }
+}

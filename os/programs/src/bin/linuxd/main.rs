@@ -1,0 +1,534 @@
+//! linuxd: the Linux personality server (docs/linux.md).
+//!
+//! It loads static x86_64 Linux executables (non-PIE and static-PIE) from any mount of the
+//! file-system service into new tasks, lays out their initial stack, and makes its own endpoint
+//! both their personality (every `syscall` instruction becomes a call here, badged with the
+//! process) and their fault supervisor. It then serves their system calls with Linux semantics
+//! on Tutti's services: files through `fs`, fds 0-2 on the console service, memory as memory
+//! objects committed on first touch and mirrored into linuxd for copying arguments in and out.
+//! Clients (the shell's `linux` command) use the `svc::linux` protocol on the same endpoint.
+//!
+//! The logic that needs no system call (numbers, errno, structures, the initial stack, fd
+//! tables, address-space bookkeeping) is the host-tested crate `lpx`.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use abi::syscall::{info, label, map, regs, rights, Sys};
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use lpx::errno::*;
+use lpx::fd::FdTable;
+use lpx::mem::{Access, Chunk, Kind, Space, PAGE, PROT_EXEC, PROT_READ, PROT_WRITE};
+use lpx::nr;
+use lpx::structs::{self, FileStat};
+use rt::ipc::{BufRange, Cap, Client, Payload, SharedBuffer};
+use rt::sys::{self, Handle, Message, FOREVER_NS};
+use svc::console::{Console, Request as ConsoleRequest, Response as ConsoleResponse};
+use svc::fs::{self, Fs};
+use svc::linux::{Request, Response, BUFFER_LEN, ENDED_BIT};
+
+rt::entry!(main);
+
+mod files;
+mod loader;
+mod memory;
+mod syscalls;
+
+use files::{Fd, Open};
+
+/// Where linuxd maps the mirrors of its processes' memory.
+const MIRROR_BASE: u64 = 0x3000_0000_0000;
+const MIRROR_END: u64 = 0x4000_0000_0000;
+/// The process's stack: 8 MiB reserved below this, committed 64 KiB at a time.
+const STACK_TOP: u64 = 0x7fff_ffff_f000;
+const STACK_SIZE: u64 = 8 << 20;
+const STACK_CHUNK: u64 = 64 << 10;
+/// The `brk` heap: reserved after the program, committed 64 KiB at a time.
+const BRK_MAX: u64 = 1 << 30;
+const BRK_CHUNK: u64 = 64 << 10;
+/// `mmap` places mappings top-down below this, above the floor.
+const MMAP_TOP: u64 = 0x7f00_0000_0000;
+const MMAP_FLOOR: u64 = 0x1000_0000_0000;
+/// Mappings up to this size are one chunk; larger ones are committed in chunks of this.
+const MMAP_CHUNK: u64 = 256 << 10;
+/// Where a static-PIE program is loaded.
+const PIE_BASE: u64 = 0x0555_5555_4000;
+/// The largest program headers read.
+const HEAD_MAX: usize = 64 << 10;
+/// Bytes of quota each process gets (from linuxd's own) at most, and what linuxd keeps for
+/// itself (its heap, and the mirror mappings of its processes' memory).
+const PROCESS_QUOTA: u64 = 8 << 20;
+const LINUXD_RESERVE: u64 = 640 << 10;
+/// Priority of a process's thread.
+const PROCESS_PRIORITY: u8 = 10;
+/// At most this many bytes move in one read/write system call (a short count, as Linux may).
+const IO_MAX: usize = 64 << 10;
+/// Ended processes remembered for `Status`.
+const ENDED_MAX: usize = 64;
+/// Badges: a process's personality and supervisor capabilities.
+const BADGE_SYSCALL: u64 = 1 << 48;
+const BADGE_FAULT: u64 = 2 << 48;
+const BADGE_KIND: u64 = 0xffff << 48;
+const SIGSEGV: u32 = 11;
+const SIGILL: u32 = 4;
+const SIGFPE: u32 = 8;
+const SIGTRAP: u32 = 5;
+const SIGBUS: u32 = 7;
+const AT_FDCWD: i64 = -100;
+
+/// Linux `open` flags.
+mod o {
+    pub const ACCMODE: u64 = 3;
+    pub const WRONLY: u64 = 1;
+    pub const RDONLY: u64 = 0;
+    pub const CREAT: u64 = 0o100;
+    pub const EXCL: u64 = 0o200;
+    pub const TRUNC: u64 = 0o1000;
+    pub const APPEND: u64 = 0o2000;
+    pub const NONBLOCK: u64 = 0o4000;
+    pub const DIRECTORY: u64 = 0o200000;
+    pub const NOFOLLOW: u64 = 0o400000;
+    pub const CLOEXEC: u64 = 0o2000000;
+}
+
+fn main() -> i32 {
+    rt::log::set_prefix("linuxd");
+    match Server::start() {
+        Ok(mut server) => server.run(),
+        Err(e) => {
+            rt::log::error!("cannot start: {e}");
+            svc::exit(1)
+        }
+    }
+}
+
+/// Mirror addresses in linuxd, handed out once (the range is far larger than any use).
+static MIRROR_NEXT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(MIRROR_BASE);
+
+fn mirror_alloc(len: u64) -> Result<u64, Errno> {
+    use core::sync::atomic::Ordering;
+    // One unmapped page between mirrors.
+    let at = MIRROR_NEXT.fetch_add(len + PAGE, Ordering::Relaxed);
+    if at + len > MIRROR_END {
+        return Err(ENOMEM);
+    }
+    Ok(at)
+}
+
+/// How a process is, or ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    Exited(i32),
+    Killed(u32),
+}
+
+/// A Linux process: one task with one thread.
+struct Process {
+    pid: u32,
+    client: u64,
+    exe: String,
+    task: Handle,
+    thread: Handle,
+    space: Space,
+    fds: FdTable<Fd>,
+    cwd: String,
+    brk_start: u64,
+    brk: u64,
+    umask: u32,
+}
+
+struct ClientState {
+    notify: Handle,
+    buffer: SharedBuffer,
+}
+
+struct Server {
+    endpoint: Handle,
+    fs: Option<&'static Fs>,
+    console: Option<(Client<Console>, SharedBuffer)>,
+    clients: BTreeMap<u64, ClientState>,
+    procs: BTreeMap<u32, Process>,
+    ended: BTreeMap<u32, (u64, Status)>,
+    next_pid: u32,
+    counts: BTreeMap<u64, u64>,
+    rng: lpx::rng::Rng,
+    /// Detached replies of sleeping processes: (deadline ns, reply capability, pid).
+    sleepers: Vec<(u64, Handle, u32)>,
+    /// Nanoseconds since 1970 at boot (from the file system's clock), for CLOCK_REALTIME.
+    realtime_base: u64,
+    hwcap: u64,
+}
+
+/// Why a program was not started: an errno and the message for the client.
+struct Refusal(Errno, String);
+
+impl From<sys::Error> for Refusal {
+    fn from(e: sys::Error) -> Self {
+        let errno = match e {
+            sys::Error::QuotaExceeded | sys::Error::OutOfMemory => ENOMEM,
+            _ => EIO,
+        };
+        Refusal(errno, format!("system call failed: {e}"))
+    }
+}
+
+fn fs_errno(e: fs::Error) -> Errno {
+    Errno(e.errno())
+}
+
+/// A random seed: RDRAND when the CPU has it, else the time-stamp counter.
+fn seed() -> u64 {
+    let ecx = core::arch::x86_64::__cpuid(1).ecx;
+    if ecx & (1 << 30) != 0 {
+        let mut value = 0u64;
+        for _ in 0..10 {
+            // Safety: the CPU reported RDRAND support (CPUID.1:ECX bit 30).
+            if unsafe { core::arch::x86_64::_rdrand64_step(&mut value) } == 1 {
+                return value ^ rt::rdtsc();
+            }
+        }
+    }
+    rt::rdtsc().wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+impl Server {
+    fn start() -> Result<Server, String> {
+        let endpoint = sys::endpoint_create().map_err(|e| format!("endpoint: {e}"))?;
+        let names = svc::names().map_err(|e| format!("name service: {e:?}"))?;
+        let hwcap = core::arch::x86_64::__cpuid(1).edx as u64;
+        let server = Server {
+            endpoint,
+            fs: None,
+            console: None,
+            clients: BTreeMap::new(),
+            procs: BTreeMap::new(),
+            ended: BTreeMap::new(),
+            next_pid: 2,
+            counts: BTreeMap::new(),
+            rng: lpx::rng::Rng::new(seed()),
+            sleepers: Vec::new(),
+            realtime_base: 0,
+            hwcap,
+        };
+        svc::register(&names, endpoint).map_err(|e| format!("cannot register as linux: {e:?}"))?;
+        let _ = sys::cap_close(names.endpoint());
+        rt::log::info!("serving");
+        Ok(server.connected())
+    }
+
+    fn connected(mut self) -> Server {
+        if let Some(fs) = self.fs() {
+            if let Ok(stat) = fs.stat("/") {
+                self.realtime_base = (stat.mtime * 1_000_000_000).saturating_sub(sys::time_now());
+            }
+        }
+        self
+    }
+
+    fn fs(&mut self) -> Option<&'static Fs> {
+        if self.fs.is_none() {
+            match Fs::connect() {
+                Ok(fs) => self.fs = Some(Box::leak(Box::new(fs))),
+                Err(e) => rt::log::warn!("file system: {}", e.text()),
+            }
+        }
+        self.fs
+    }
+
+    fn run(&mut self) -> i32 {
+        loop {
+            let now = sys::time_now();
+            let timeout = self.sleepers.iter().map(|s| s.0).min().map_or(FOREVER_NS, |d| d.saturating_sub(now).max(1));
+            let received = sys::syscall(Sys::Recv, self.endpoint, [0, 0, 0, 0, 0, 0, timeout]);
+            self.wake_sleepers();
+            let r = match received {
+                Ok(r) => r,
+                Err(sys::Error::TimedOut) => continue,
+                Err(e) => {
+                    rt::log::error!("receive failed: {e}");
+                    return svc::exit(1);
+                }
+            };
+            let info_word = r[0];
+            let badge = r[6];
+            let message = Message {
+                label: info::label(info_word),
+                words: [r[1], r[2], r[3], r[4]],
+                cap: (info_word & info::CAP != 0).then_some(r[5] as Handle),
+            };
+            match message.label {
+                label::SYSCALL if badge & BADGE_KIND == BADGE_SYSCALL => {
+                    let pid = badge as u32;
+                    if let Some(rax) = self.syscall(pid, message.words) {
+                        let _ = sys::reply(&Message::new(0, [rax, 0, 0, 0]));
+                    }
+                }
+                label::FAULT if badge & BADGE_KIND == BADGE_FAULT => {
+                    if self.fault(badge as u32, message.words) {
+                        let _ = sys::reply(&Message::default());
+                    }
+                }
+                _ => {
+                    let reply = match Request::decode(&message) {
+                        Ok(request) => self.request(badge, request),
+                        Err(e) => {
+                            if let Some(cap) = message.cap {
+                                let _ = sys::cap_close(cap);
+                            }
+                            rt::ipc::rejection(message.label, e)
+                        }
+                    };
+                    let _ = sys::reply(&reply);
+                    if let Some(cap) = reply.cap {
+                        let _ = sys::cap_close(cap);
+                    }
+                }
+            }
+        }
+    }
+
+    fn wake_sleepers(&mut self) {
+        let now = sys::time_now();
+        self.sleepers.retain(|&(deadline, reply, _)| {
+            if deadline <= now {
+                let _ = sys::reply_with(reply, &Message::new(0, [0, 0, 0, 0]));
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    // ---- The client protocol ----
+
+    fn request(&mut self, badge: u64, request: Request) -> Message {
+        rt::log::debug!("request {request:?} from {badge:#x}");
+        let response = match request {
+            Request::Open { notify } => self.open_client(badge, notify.0),
+            Request::Spawn { range, argc, envc } => self.spawn_request(badge, range, argc, envc),
+            Request::Status { pid } => match (self.procs.get(&pid), self.ended.get(&pid)) {
+                (Some(p), _) if p.client == badge => Response::Running,
+                (None, Some((client, status))) if *client == badge => match status {
+                    Status::Exited(code) => Response::Exited { code: *code },
+                    Status::Killed(signal) => Response::Killed { signal: *signal },
+                },
+                _ => Response::NoSuchProcess,
+            },
+            Request::Counts { index } => match self.counts.iter().nth(index as usize) {
+                Some((nr, count)) => Response::Count { nr: *nr as u32, count: *count },
+                None => Response::NoMore,
+            },
+        };
+        response.encode()
+    }
+
+    fn open_client(&mut self, badge: u64, notify: Handle) -> Response {
+        if let Some(old) = self.clients.get_mut(&badge) {
+            let _ = sys::cap_close(old.notify);
+            old.notify = notify;
+            return match old.buffer.share(rights::READ | rights::WRITE | rights::DUPLICATE) {
+                Ok(cap) => Response::Opened { buffer: Cap(cap), len: BUFFER_LEN },
+                Err(_) => Response::BadRequest,
+            };
+        }
+        let Ok(buffer) = SharedBuffer::create(BUFFER_LEN as usize) else {
+            let _ = sys::cap_close(notify);
+            return Response::BadRequest;
+        };
+        let Ok(cap) = buffer.share(rights::READ | rights::WRITE | rights::DUPLICATE) else {
+            let _ = sys::cap_close(notify);
+            return Response::BadRequest;
+        };
+        self.clients.insert(badge, ClientState { notify, buffer });
+        Response::Opened { buffer: Cap(cap), len: BUFFER_LEN }
+    }
+
+    fn spawn_request(&mut self, badge: u64, range: BufRange, argc: u32, envc: u32) -> Response {
+        let Some(client) = self.clients.get(&badge) else { return Response::BadRequest };
+        let Ok((_, len)) = client.buffer.check(range) else { return Response::BadRequest };
+        let mut bytes = alloc::vec![0u8; len];
+        if client.buffer.read(range.offset, &mut bytes).is_err() {
+            return Response::BadRequest;
+        }
+        let strings: Vec<&[u8]> = bytes.split(|b| *b == 0).collect();
+        let needed = 2 + argc as usize + envc as usize;
+        // The last piece after the final NUL is empty.
+        if strings.len() < needed + 1 {
+            return Response::BadRequest;
+        }
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let path = text(strings[0]);
+        let cwd = text(strings[1]);
+        let argv: Vec<&[u8]> = strings[2..2 + argc as usize].to_vec();
+        let envp: Vec<&[u8]> = strings[2 + argc as usize..needed].to_vec();
+        match self.spawn(badge, &path, &cwd, &argv, &envp) {
+            Ok(pid) => Response::Spawned { pid },
+            Err(Refusal(errno, message)) => {
+                let message = format!("{path}: {} ({}): {message}", errno_text(errno), errno.name());
+                rt::log::debug!("{message}");
+                let client = self.clients.get(&badge).expect("checked above");
+                let bytes = &message.as_bytes()[..message.len().min(BUFFER_LEN as usize)];
+                let _ = client.buffer.write(0, bytes);
+                Response::Refused { errno: errno.0 as u32, len: bytes.len() as u32 }
+            }
+        }
+    }
+
+    /// Ends process `pid` with `status`: its task goes, its client is told.
+    fn end(&mut self, pid: u32, status: Status) {
+        let Some(mut p) = self.procs.remove(&pid) else { return };
+        p.teardown();
+        self.sleepers.retain(|&(_, reply, sleeper)| {
+            if sleeper == pid {
+                let _ = sys::cap_close(reply);
+            }
+            sleeper != pid
+        });
+        if let Some(c) = self.clients.get(&p.client) {
+            let _ = sys::signal(c.notify, ENDED_BIT);
+        }
+        self.ended.insert(pid, (p.client, status));
+        while self.ended.len() > ENDED_MAX {
+            self.ended.pop_first();
+        }
+    }
+
+    // ---- Faults ----
+
+    /// A fault of process `pid`: commits memory and resumes (true), or kills it.
+    fn fault(&mut self, pid: u32, [vector, code, address, rip]: [u64; 4]) -> bool {
+        let Some(p) = self.procs.get_mut(&pid) else { return false };
+        let mut why = "";
+        if vector == 14 {
+            if let Access::Commit { start, len, prot } = p.space.access(address, code & 2 != 0) {
+                match p.commit(start, len, prot) {
+                    Ok(_) => return true,
+                    Err(_) => {
+                        let used = sys::task_info(p.task).map(|i| (i.used, i.quota)).unwrap_or_default();
+                        rt::log::warn!("pid {pid}: quota {} of {} bytes used", used.0, used.1);
+                        why = " (out of memory: the process's quota is exhausted)"
+                    }
+                }
+            }
+        }
+        let signal = match vector {
+            0 | 16 | 19 => SIGFPE,
+            1 | 3 => SIGTRAP,
+            6 => SIGILL,
+            17 => SIGBUS,
+            _ => SIGSEGV,
+        };
+        rt::log::warn!(
+            "pid {pid} ({}) killed by {}: fault vector {vector} at address {address:#x} (rip {rip:#x}, error code {code:#x}){why}",
+            p.exe,
+            signal_name(signal)
+        );
+        self.end(pid, Status::Killed(signal));
+        false
+    }
+}
+
+fn connect_console() -> Option<(Client<Console>, SharedBuffer)> {
+    let mut names = svc::names().ok()?;
+    let endpoint = svc::lookup(&mut names, "console", 2_000_000_000).ok();
+    let _ = sys::cap_close(names.endpoint());
+    let console = Client::<Console>::new(endpoint?);
+    let ConsoleResponse::Buffer { memory, .. } =
+        console.call(&ConsoleRequest::OpenBuffer { len: 4096 }, FOREVER_NS).ok()?
+    else {
+        return None;
+    };
+    let buffer = SharedBuffer::map(memory.0).ok()?;
+    Some((console, buffer))
+}
+
+fn need(fs: Option<&'static Fs>) -> Result<&'static Fs, Errno> {
+    fs.ok_or(EIO)
+}
+
+/// Reads exactly `out.len()` bytes at `offset` (fewer only at the end of the file: the rest
+/// stays zero).
+fn read_full(file: &mut fs::File<'static>, offset: u64, out: &mut [u8]) -> Result<(), fs::Error> {
+    let mut done = 0;
+    while done < out.len() {
+        let n = file.read_at(offset + done as u64, &mut out[done..])?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+/// `struct rlimit` of `resource`: the stack 8 MiB, descriptors `MAX_FDS`, the rest unlimited.
+fn rlimit(resource: u64) -> [u8; 16] {
+    const RLIMIT_STACK: u64 = 3;
+    const RLIMIT_NOFILE: u64 = 7;
+    match resource {
+        RLIMIT_STACK => structs::two_words(STACK_SIZE, u64::MAX),
+        RLIMIT_NOFILE => structs::two_words(lpx::fd::MAX_FDS as u64, lpx::fd::MAX_FDS as u64),
+        _ => structs::two_words(u64::MAX, u64::MAX),
+    }
+}
+
+/// Nanoseconds on clock `id`.
+fn clock(id: u64, realtime_base: u64) -> Result<u64, Errno> {
+    let now = sys::time_now();
+    match id {
+        0 | 5 | 11 => Ok(realtime_base + now),
+        1..=4 | 6 | 7 => Ok(now),
+        _ => Err(EINVAL),
+    }
+}
+
+fn signal_name(signal: u32) -> &'static str {
+    match signal {
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        15 => "SIGTERM",
+        _ => "a signal",
+    }
+}
+
+fn errno_text(e: Errno) -> &'static str {
+    match e {
+        ENOEXEC => "exec format error",
+        ENOENT => "no such file or directory",
+        EACCES => "permission denied",
+        ENOMEM => "out of memory",
+        E2BIG => "argument list too long",
+        EISDIR => "is a directory",
+        ENOTDIR => "not a directory",
+        _ => "cannot execute",
+    }
+}
+
+fn stat_of(s: &fs::Stat) -> FileStat {
+    FileStat {
+        dev: s.mount as u64 + 1,
+        ino: s.ino,
+        mode: s.st_mode(),
+        nlink: s.nlink,
+        uid: s.uid,
+        gid: s.gid,
+        rdev: 0,
+        size: s.size,
+        blksize: 4096,
+        blocks: s.blocks,
+        atime: s.atime,
+        mtime: s.mtime,
+        ctime: s.ctime,
+    }
+}

@@ -1,0 +1,226 @@
+//! A process's memory: chunks committed on first touch (memory objects charged to the
+//! process, mirrored here read-write), copying in and out of it, `brk`, `mmap`, teardown.
+
+use super::*;
+
+impl Process {
+    /// Commits `[start, start + len)` (a chunk of a region): a memory object charged to the
+    /// process, mapped there with `prot` and here read-write.
+    pub(crate) fn commit(&mut self, start: u64, len: u64, prot: u32) -> Result<Chunk, Errno> {
+        let memory = sys::memory_create(self.task, len).map_err(|_| ENOMEM)?;
+        let mirror = mirror_alloc(len)?;
+        let mut perms = map::READ;
+        if prot & PROT_WRITE != 0 {
+            perms |= map::WRITE;
+        }
+        if prot & PROT_EXEC != 0 {
+            perms |= map::EXECUTE;
+        }
+        let mapped = sys::memory_map(memory, 0, mirror, 0, len, map::READ | map::WRITE)
+            .and_then(|()| sys::memory_map(memory, self.task, start, 0, len, perms));
+        if mapped.is_err() {
+            let _ = sys::cap_revoke(memory);
+            return Err(ENOMEM);
+        }
+        let chunk = Chunk { start, len, mirror, memory };
+        self.space.commit(chunk);
+        Ok(chunk)
+    }
+
+    /// The mirror address of `addr` and the contiguous bytes there, committing if needed.
+    pub(crate) fn locate(&mut self, addr: u64, write: bool) -> Result<(u64, u64), Errno> {
+        for _ in 0..2 {
+            match self.space.access(addr, write) {
+                Access::Committed { mirror, len } => return Ok((mirror, len)),
+                Access::Commit { start, len, prot } => {
+                    self.commit(start, len, prot)?;
+                }
+                Access::Fault => return Err(EFAULT),
+            }
+        }
+        Err(EFAULT)
+    }
+
+    /// Checks that `[addr, addr + len)` is accessible (committing what it must).
+    pub(crate) fn check(&mut self, addr: u64, len: u64, write: bool) -> Result<(), Errno> {
+        let end = addr.checked_add(len).ok_or(EFAULT)?;
+        let mut at = addr;
+        while at < end {
+            let (_, n) = self.locate(at, write)?;
+            at += n;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn read_mem(&mut self, addr: u64, out: &mut [u8]) -> Result<(), Errno> {
+        addr.checked_add(out.len() as u64).ok_or(EFAULT)?;
+        let mut done = 0;
+        while done < out.len() {
+            let (mirror, n) = self.locate(addr + done as u64, false)?;
+            let n = (n as usize).min(out.len() - done);
+            // Safety: `locate` found `n` committed bytes at `mirror`, mapped read-write in this
+            // task for as long as the chunk exists (only linuxd releases chunks).
+            unsafe { core::ptr::copy_nonoverlapping(mirror as *const u8, out[done..].as_mut_ptr(), n) };
+            done += n;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn write_mem(&mut self, addr: u64, data: &[u8]) -> Result<(), Errno> {
+        self.check(addr, data.len() as u64, true)?;
+        let mut done = 0;
+        while done < data.len() {
+            let (mirror, n) = self.locate(addr + done as u64, true)?;
+            let n = (n as usize).min(data.len() - done);
+            // Safety: as in `read_mem`; the region allows writing.
+            unsafe { core::ptr::copy_nonoverlapping(data[done..].as_ptr(), mirror as *mut u8, n) };
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// `len` bytes (at most `IO_MAX`) of the process at `addr`.
+    pub(crate) fn read_user(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
+        let mut out = alloc::vec![0u8; len.min(IO_MAX)];
+        self.read_mem(addr, &mut out)?;
+        Ok(out)
+    }
+
+    /// A NUL-terminated string at `addr` (at most `PATH_MAX` bytes).
+    pub(crate) fn read_cstr(&mut self, addr: u64) -> Result<Vec<u8>, Errno> {
+        let mut out = Vec::new();
+        let mut at = addr;
+        loop {
+            let (mirror, n) = self.locate(at, false)?;
+            let n = (n as usize).min(lpx::path::PATH_MAX - out.len());
+            // Safety: as in `read_mem`.
+            let bytes = unsafe { core::slice::from_raw_parts(mirror as *const u8, n) };
+            if let Some(end) = bytes.iter().position(|b| *b == 0) {
+                out.extend_from_slice(&bytes[..end]);
+                return Ok(out);
+            }
+            out.extend_from_slice(bytes);
+            if out.len() >= lpx::path::PATH_MAX {
+                return Err(ENAMETOOLONG);
+            }
+            at += n as u64;
+        }
+    }
+
+    pub(crate) fn iovecs(&mut self, addr: u64, count: u64) -> Result<Vec<(u64, u64)>, Errno> {
+        if count > 1024 {
+            return Err(EINVAL);
+        }
+        let bytes = self.read_user(addr, count as usize * 16)?;
+        Ok(structs::iovecs(&bytes))
+    }
+
+    /// `brk`: the new break, or the old one when the request cannot be met.
+    pub(crate) fn set_brk(&mut self, addr: u64) -> u64 {
+        if addr < self.brk_start || addr > self.brk_start + BRK_MAX {
+            return self.brk;
+        }
+        let released = self.space.set_limit(self.brk_start, addr);
+        self.release(released);
+        self.brk = addr;
+        addr
+    }
+
+    pub(crate) fn release(&mut self, released: lpx::mem::Released) {
+        for c in released.chunks {
+            // Destroying the object unmaps it from the process and from here.
+            let _ = sys::cap_revoke(c.memory);
+        }
+        for (mirror, len) in released.zero {
+            // Safety: a mirror range of a chunk that stays committed and mapped here.
+            unsafe { core::ptr::write_bytes(mirror as *mut u8, 0, len as usize) };
+        }
+    }
+
+    pub(crate) fn release_range(&mut self, start: u64, len: u64) {
+        let released = self.space.unmap(start, len);
+        self.release(released);
+    }
+
+    pub(crate) fn mmap(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: u32,
+        flags: u64,
+        fd: i64,
+        offset: u64,
+    ) -> Result<u64, Errno> {
+        const MAP_SHARED: u64 = 1;
+        const MAP_PRIVATE: u64 = 2;
+        const MAP_FIXED: u64 = 0x10;
+        const MAP_ANONYMOUS: u64 = 0x20;
+        const MAP_FIXED_NOREPLACE: u64 = 0x100000;
+        if len == 0 || !offset.is_multiple_of(PAGE) || flags & (MAP_SHARED | MAP_PRIVATE) == 0 {
+            return Err(EINVAL);
+        }
+        let len = len.checked_next_multiple_of(PAGE).filter(|l| *l <= (1 << 40)).ok_or(ENOMEM)?;
+        let start = if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
+            if !addr.is_multiple_of(PAGE) || addr == 0 {
+                return Err(EINVAL);
+            }
+            if !self.space.is_free(addr, len) {
+                if flags & MAP_FIXED_NOREPLACE != 0 {
+                    return Err(EEXIST);
+                }
+                self.release_range(addr, len);
+                if !self.space.is_free(addr, len) {
+                    return Err(ENOMEM);
+                }
+            }
+            addr
+        } else {
+            self.space.find_free_below(MMAP_TOP, MMAP_FLOOR, len).ok_or(ENOMEM)?
+        };
+        let chunk = if len <= 4 * MMAP_CHUNK { 0 } else { MMAP_CHUNK };
+        if flags & MAP_ANONYMOUS != 0 {
+            self.space.add(start, len, prot, Kind::Anonymous, chunk).map_err(|_| ENOMEM)?;
+            return Ok(start);
+        }
+        // A file: copied into a private mapping (shared writable mappings are not supported).
+        if flags & MAP_SHARED != 0 && prot & PROT_WRITE != 0 {
+            return Err(ENODEV);
+        }
+        let file = self.fds.get(fd)?.clone();
+        let mut open = file.borrow_mut();
+        let Open::File(f) = &mut *open else { return Err(ENODEV) };
+        if f.directory {
+            return Err(ENODEV);
+        }
+        self.space.add(start, len, prot, Kind::File, 0).map_err(|_| ENOMEM)?;
+        let chunk = match self.commit(start, len, prot) {
+            Ok(c) => c,
+            Err(e) => {
+                self.space.unmap(start, len);
+                return Err(e);
+            }
+        };
+        // Safety: the mirror was just mapped read-write here for `len` bytes.
+        let dest = unsafe { core::slice::from_raw_parts_mut(chunk.mirror as *mut u8, len as usize) };
+        if let Err(e) = read_full(&mut f.file, offset, dest) {
+            drop(open);
+            self.release_range(start, len);
+            return Err(fs_errno(e));
+        }
+        Ok(start)
+    }
+
+    /// Ends the task and closes every handle of the process.
+    pub(crate) fn teardown(&mut self) {
+        let _ = sys::cap_revoke(self.task);
+        let _ = sys::cap_close(self.task);
+        for c in self.space.chunks() {
+            let _ = sys::cap_close(c.memory);
+        }
+        self.space = Space::new();
+        if self.thread != 0 {
+            let _ = sys::cap_close(self.thread);
+        }
+        self.fds.clear();
+    }
+}

@@ -1,0 +1,454 @@
+//! The system calls: Linux numbers to their implementations.
+
+use super::*;
+
+impl Server {
+    // ---- System calls ----
+
+    /// Serves a system call of `pid`; the value for its rax, or `None` to not answer (the
+    /// process ended, or the answer comes later).
+    pub(crate) fn syscall(&mut self, pid: u32, [number, a0, a1, a2]: [u64; 4]) -> Option<u64> {
+        if !self.procs.contains_key(&pid) {
+            return None;
+        }
+        let result = self.dispatch(pid, number, [a0, a1, a2]);
+        match result {
+            Ok(Some(v)) => Some(v),
+            Ok(None) => None,
+            Err(e) => {
+                if e == ENOSYS {
+                    *self.counts.entry(number).or_insert(0) += 1;
+                }
+                Some(e.to_rax())
+            }
+        }
+    }
+
+    pub(crate) fn dispatch(&mut self, pid: u32, number: u64, [a0, a1, a2]: [u64; 3]) -> Result<Option<u64>, Errno> {
+        // The fourth to sixth arguments (r10, r8, r9) come from the thread's registers.
+        let more = |p: &Process| -> Result<[u64; 3], Errno> {
+            let r = sys::thread_regs(p.thread).map_err(|_| EFAULT)?;
+            Ok([r[regs::R10], r[regs::R8], r[regs::R9]])
+        };
+        let fs = self.fs;
+        let realtime_base = self.realtime_base;
+        let Some(p) = self.procs.get_mut(&pid) else { return Ok(None) };
+        let ok = |v: u64| Ok(Some(v));
+        match number {
+            nr::EXIT | nr::EXIT_GROUP => {
+                self.end(pid, Status::Exited(a0 as u8 as i32));
+                Ok(None)
+            }
+            nr::READ => ok(p.read(a0 as i32 as i64, a1, a2 as usize, None)? as u64),
+            nr::WRITE => {
+                let (data, fd) = (p.read_user(a1, a2 as usize)?, a0 as i32 as i64);
+                let n = self.write_fd(pid, fd, &data, None)?;
+                ok(n as u64)
+            }
+            nr::PREAD64 => {
+                let [off, ..] = more(p)?;
+                ok(p.read(a0 as i32 as i64, a1, a2 as usize, Some(off))? as u64)
+            }
+            nr::PWRITE64 => {
+                let [off, ..] = more(p)?;
+                let data = p.read_user(a1, a2 as usize)?;
+                ok(self.write_fd(pid, a0 as i32 as i64, &data, Some(off))? as u64)
+            }
+            nr::READV => {
+                let iov = p.iovecs(a1, a2)?;
+                let total: usize = iov.iter().map(|v| v.1 as usize).sum::<usize>().min(IO_MAX);
+                for (base, len) in &iov {
+                    p.check(*base, *len, true)?;
+                }
+                let data = p.read_fd(a0 as i32 as i64, total, None)?;
+                let mut at = 0;
+                for (base, len) in iov {
+                    let n = (len as usize).min(data.len() - at);
+                    p.write_mem(base, &data[at..at + n])?;
+                    at += n;
+                    if at == data.len() {
+                        break;
+                    }
+                }
+                ok(data.len() as u64)
+            }
+            nr::WRITEV => {
+                let iov = p.iovecs(a1, a2)?;
+                let mut data = Vec::new();
+                for (base, len) in iov {
+                    let room = IO_MAX.saturating_sub(data.len());
+                    data.extend_from_slice(&p.read_user(base, (len as usize).min(room))?);
+                }
+                ok(self.write_fd(pid, a0 as i32 as i64, &data, None)? as u64)
+            }
+            nr::OPEN => ok(p.open(fs, AT_FDCWD, a0, a1, a2 as u32)? as u64),
+            nr::OPENAT => {
+                let [mode, ..] = more(p)?;
+                ok(p.open(fs, a0 as i32 as i64, a1, a2, mode as u32)? as u64)
+            }
+            nr::CREAT => ok(p.open(fs, AT_FDCWD, a0, o::CREAT | o::WRONLY | o::TRUNC, a1 as u32)? as u64),
+            nr::CLOSE => {
+                p.fds.remove(a0 as i32 as i64)?;
+                ok(0)
+            }
+            nr::LSEEK => ok(p.lseek(a0 as i32 as i64, a1 as i64, a2)?),
+            nr::FSTAT => {
+                let st = p.fstat(a0 as i32 as i64)?;
+                p.write_mem(a1, &structs::stat(&st))?;
+                ok(0)
+            }
+            nr::STAT | nr::LSTAT => {
+                let path = p.path_arg(AT_FDCWD, a0)?;
+                let st = p.stat_path(fs, &path, number == nr::STAT)?;
+                p.write_mem(a1, &structs::stat(&st))?;
+                ok(0)
+            }
+            nr::NEWFSTATAT => {
+                let [flags, ..] = more(p)?;
+                let st = p.stat_at(fs, a0 as i32 as i64, a1, flags)?;
+                p.write_mem(a2, &structs::stat(&st))?;
+                ok(0)
+            }
+            nr::STATX => {
+                let [_mask, buf, ..] = more(p)?;
+                let st = p.stat_at(fs, a0 as i32 as i64, a1, a2)?;
+                p.write_mem(buf, &structs::statx(&st))?;
+                ok(0)
+            }
+            nr::GETDENTS64 => ok(p.getdents(a0 as i32 as i64, a1, a2 as usize)? as u64),
+            nr::MKDIR | nr::MKDIRAT => {
+                let (dirfd, path, mode) =
+                    if number == nr::MKDIR { (AT_FDCWD, a0, a1) } else { (a0 as i32 as i64, a1, a2) };
+                let path = p.path_arg(dirfd, path)?;
+                let mode = (mode as u32 & 0o7777 & !p.umask) as u16;
+                need(fs)?.mkdir(&path, mode).map_err(fs_errno)?;
+                ok(0)
+            }
+            nr::UNLINK | nr::RMDIR => {
+                let path = p.path_arg(AT_FDCWD, a0)?;
+                let fs = need(fs)?;
+                if number == nr::UNLINK { fs.unlink(&path) } else { fs.rmdir(&path) }.map_err(fs_errno)?;
+                ok(0)
+            }
+            nr::UNLINKAT => {
+                let path = p.path_arg(a0 as i32 as i64, a1)?;
+                let fs = need(fs)?;
+                if a2 & 0x200 != 0 { fs.rmdir(&path) } else { fs.unlink(&path) }.map_err(fs_errno)?;
+                ok(0)
+            }
+            nr::RENAME => {
+                let (from, to) = (p.path_arg(AT_FDCWD, a0)?, p.path_arg(AT_FDCWD, a1)?);
+                need(fs)?.rename(&from, &to).map_err(fs_errno)?;
+                ok(0)
+            }
+            nr::RENAMEAT | nr::RENAMEAT2 => {
+                let [to, flags, ..] = more(p)?;
+                if number == nr::RENAMEAT2 && flags != 0 {
+                    return Err(EINVAL);
+                }
+                let (from, to) = (p.path_arg(a0 as i32 as i64, a1)?, p.path_arg(a2 as i32 as i64, to)?);
+                need(fs)?.rename(&from, &to).map_err(fs_errno)?;
+                ok(0)
+            }
+            nr::READLINK => ok(p.readlink(fs, AT_FDCWD, a0, a1, a2)? as u64),
+            nr::READLINKAT => {
+                let [size, ..] = more(p)?;
+                ok(p.readlink(fs, a0 as i32 as i64, a1, a2, size)? as u64)
+            }
+            nr::ACCESS => {
+                let path = p.path_arg(AT_FDCWD, a0)?;
+                p.stat_path(fs, &path, true)?;
+                ok(0)
+            }
+            nr::FACCESSAT | nr::FACCESSAT2 => {
+                let path = p.path_arg(a0 as i32 as i64, a1)?;
+                p.stat_path(fs, &path, true)?;
+                ok(0)
+            }
+            nr::CHDIR => {
+                let path = p.path_arg(AT_FDCWD, a0)?;
+                let st = p.stat_path(fs, &path, true)?;
+                if st.mode & structs::S_IFMT != structs::S_IFDIR {
+                    return Err(ENOTDIR);
+                }
+                p.cwd = lpx::path::normalise(&path);
+                ok(0)
+            }
+            nr::FCHDIR => {
+                let fd = p.fds.get(a0 as i32 as i64)?.clone();
+                let path = match &*fd.borrow() {
+                    Open::File(f) if f.directory => f.path.clone(),
+                    Open::File(_) => return Err(ENOTDIR),
+                    _ => return Err(ENOTDIR),
+                };
+                p.cwd = lpx::path::normalise(&path);
+                ok(0)
+            }
+            nr::GETCWD => {
+                let mut bytes = Vec::from(p.cwd.as_bytes());
+                bytes.push(0);
+                if (a1 as usize) < bytes.len() {
+                    return Err(ERANGE);
+                }
+                p.write_mem(a0, &bytes)?;
+                ok(bytes.len() as u64)
+            }
+            nr::FTRUNCATE => {
+                let fd = p.fds.get(a0 as i32 as i64)?.clone();
+                let result = match &*fd.borrow() {
+                    Open::File(f) if !f.directory => f.file.truncate(a1).map_err(fs_errno),
+                    Open::File(_) => Err(EISDIR),
+                    _ => Err(EINVAL),
+                };
+                result?;
+                ok(0)
+            }
+            nr::FSYNC | nr::FDATASYNC => {
+                let fd = p.fds.get(a0 as i32 as i64)?.clone();
+                let result = match &*fd.borrow() {
+                    Open::File(f) => f.file.fsync().map_err(fs_errno),
+                    _ => Ok(()),
+                };
+                result?;
+                ok(0)
+            }
+            nr::DUP => ok(p.fds.dup(a0 as i32 as i64, 0, false)? as u64),
+            nr::DUP2 => {
+                if a0 == a1 {
+                    p.fds.get(a0 as i32 as i64)?;
+                    return ok(a1);
+                }
+                p.fds.dup_to(a0 as i32 as i64, a1 as i32 as i64, false)?;
+                ok(a1)
+            }
+            nr::DUP3 => {
+                if a0 == a1 || a2 & !o::CLOEXEC != 0 {
+                    return Err(EINVAL);
+                }
+                p.fds.dup_to(a0 as i32 as i64, a1 as i32 as i64, a2 & o::CLOEXEC != 0)?;
+                ok(a1)
+            }
+            nr::FCNTL => p.fcntl(a0 as i32 as i64, a1, a2).map(Some),
+            nr::IOCTL => p.ioctl(a0 as i32 as i64, a1, a2).map(Some),
+            nr::BRK => ok(p.set_brk(a0)),
+            nr::MMAP => {
+                let [flags, fd, offset] = more(p)?;
+                ok(p.mmap(a0, a1, a2 as u32, flags, fd as i32 as i64, offset)?)
+            }
+            nr::MUNMAP => {
+                if !a0.is_multiple_of(PAGE) || a1 == 0 {
+                    return Err(EINVAL);
+                }
+                p.release_range(a0, a1.next_multiple_of(PAGE));
+                ok(0)
+            }
+            nr::MPROTECT => {
+                if !a0.is_multiple_of(PAGE) {
+                    return Err(EINVAL);
+                }
+                p.space.protect(a0, a1.next_multiple_of(PAGE), a2 as u32);
+                ok(0)
+            }
+            nr::MADVISE => ok(0),
+            nr::ARCH_PRCTL => {
+                const ARCH_SET_FS: u64 = 0x1002;
+                const ARCH_GET_FS: u64 = 0x1003;
+                match a0 {
+                    ARCH_SET_FS => {
+                        let mut r = sys::thread_regs(p.thread).map_err(|_| EPERM)?;
+                        r[regs::FS_BASE] = a1;
+                        sys::set_thread_regs(p.thread, &r).map_err(|_| EPERM)?;
+                        ok(0)
+                    }
+                    ARCH_GET_FS => {
+                        let r = sys::thread_regs(p.thread).map_err(|_| EPERM)?;
+                        p.write_mem(a1, &r[regs::FS_BASE].to_le_bytes())?;
+                        ok(0)
+                    }
+                    _ => Err(EINVAL),
+                }
+            }
+            nr::SET_TID_ADDRESS => ok(pid as u64),
+            nr::SET_ROBUST_LIST => ok(0),
+            nr::PRLIMIT64 => {
+                let [old, ..] = more(p)?;
+                if a0 != 0 && a0 != pid as u64 {
+                    return Err(ESRCH);
+                }
+                if old != 0 {
+                    p.write_mem(old, &rlimit(a1))?;
+                }
+                ok(0)
+            }
+            nr::GETRLIMIT => {
+                p.write_mem(a1, &rlimit(a0))?;
+                ok(0)
+            }
+            nr::SETRLIMIT => ok(0),
+            nr::GETRANDOM => {
+                let len = (a1 as usize).min(IO_MAX);
+                p.check(a0, len as u64, true)?;
+                let mut bytes = alloc::vec![0u8; len];
+                self.rng.stir(rt::rdtsc());
+                self.rng.fill(&mut bytes);
+                let p = self.procs.get_mut(&pid).expect("present");
+                p.write_mem(a0, &bytes)?;
+                ok(len as u64)
+            }
+            nr::UNAME => {
+                let u = structs::utsname(["Linux", "tutti", "6.1.0-tutti", "#1 Tutti linuxd", "x86_64", "(none)"]);
+                p.write_mem(a0, &u)?;
+                ok(0)
+            }
+            nr::GETPID | nr::GETTID => ok(pid as u64),
+            nr::GETPPID => ok(1),
+            nr::GETUID | nr::GETEUID | nr::GETGID | nr::GETEGID => ok(0),
+            nr::CLOCK_GETTIME => {
+                let ns = clock(a0, realtime_base)?;
+                p.write_mem(a1, &structs::two_words(ns / 1_000_000_000, ns % 1_000_000_000))?;
+                ok(0)
+            }
+            nr::CLOCK_GETRES => {
+                clock(a0, realtime_base)?;
+                if a1 != 0 {
+                    p.write_mem(a1, &structs::two_words(0, 1))?;
+                }
+                ok(0)
+            }
+            nr::GETTIMEOFDAY => {
+                let ns = realtime_base + sys::time_now();
+                if a0 != 0 {
+                    p.write_mem(a0, &structs::two_words(ns / 1_000_000_000, ns % 1_000_000_000 / 1000))?;
+                }
+                ok(0)
+            }
+            nr::TIME => {
+                let secs = (realtime_base + sys::time_now()) / 1_000_000_000;
+                if a0 != 0 {
+                    p.write_mem(a0, &secs.to_le_bytes())?;
+                }
+                ok(secs)
+            }
+            nr::NANOSLEEP | nr::CLOCK_NANOSLEEP => {
+                let (req, abs) = if number == nr::NANOSLEEP { (a0, false) } else { (a2, a1 & 1 != 0) };
+                let mut ts = [0u8; 16];
+                p.read_mem(req, &mut ts)?;
+                let (secs, nanos) = structs::read_two_words(&ts);
+                if nanos >= 1_000_000_000 || (secs as i64) < 0 {
+                    return Err(EINVAL);
+                }
+                let ns = secs.saturating_mul(1_000_000_000).saturating_add(nanos);
+                let now = sys::time_now();
+                let deadline = if abs {
+                    let base = if number == nr::CLOCK_NANOSLEEP && a0 == 0 { realtime_base } else { 0 };
+                    ns.saturating_sub(base)
+                } else {
+                    now.saturating_add(ns)
+                };
+                if deadline <= now {
+                    return ok(0);
+                }
+                let reply = sys::reply_detach().map_err(|_| ENOMEM)?;
+                self.sleepers.push((deadline, reply, pid));
+                Ok(None)
+            }
+            nr::SCHED_YIELD => ok(0),
+            nr::RT_SIGACTION => {
+                if a2 != 0 {
+                    p.write_mem(a2, &[0u8; 32])?;
+                }
+                ok(0)
+            }
+            nr::RT_SIGPROCMASK => {
+                let [size, ..] = more(p)?;
+                if a2 != 0 {
+                    p.write_mem(a2, &alloc::vec![0u8; (size as usize).min(128)])?;
+                }
+                ok(0)
+            }
+            nr::SIGALTSTACK => {
+                if a1 != 0 {
+                    p.write_mem(a1, &[0u8; 24])?;
+                }
+                ok(0)
+            }
+            nr::UMASK => {
+                let old = p.umask;
+                p.umask = a0 as u32 & 0o777;
+                ok(old as u64)
+            }
+            nr::WAIT4 => Err(ECHILD),
+            nr::KILL | nr::TGKILL | nr::TKILL => {
+                let (target, signal) = if number == nr::TGKILL { (a1, a2) } else { (a0, a1) };
+                if target != pid as u64 && !(number == nr::KILL && target == 0) {
+                    return Err(ESRCH);
+                }
+                if signal == 0 {
+                    return ok(0);
+                }
+                if signal > 64 {
+                    return Err(EINVAL);
+                }
+                rt::log::warn!("pid {pid} ({}) killed by {} (sent to itself)", p.exe, signal_name(signal as u32));
+                self.end(pid, Status::Killed(signal as u32));
+                Ok(None)
+            }
+            _ => Err(ENOSYS),
+        }
+    }
+
+    /// `write` on `fd` of `pid`: the console service, `/dev/null`, or a file.
+    pub(crate) fn write_fd(&mut self, pid: u32, fd: i64, data: &[u8], at: Option<u64>) -> Result<usize, Errno> {
+        let p = self.procs.get_mut(&pid).ok_or(EBADF)?;
+        let fd = p.fds.get(fd)?.clone();
+        let open = fd.borrow();
+        match &*open {
+            Open::Console { flags } | Open::Null { flags } if flags & o::ACCMODE == o::RDONLY => Err(EBADF),
+            Open::Console { .. } => {
+                if at.is_some() {
+                    return Err(ESPIPE);
+                }
+                self.console_write(data);
+                Ok(data.len())
+            }
+            Open::Null { .. } => Ok(data.len()),
+            Open::File(f) => {
+                if f.directory {
+                    return Err(EISDIR);
+                }
+                if f.flags & o::ACCMODE == o::RDONLY {
+                    return Err(EBADF);
+                }
+                drop(open);
+                let mut open = fd.borrow_mut();
+                let Open::File(f) = &mut *open else { return Err(EBADF) };
+                match at {
+                    Some(offset) => f.file.write_at(offset, data),
+                    None => f.file.write(data),
+                }
+                .map_err(fs_errno)
+            }
+        }
+    }
+
+    pub(crate) fn console_write(&mut self, data: &[u8]) {
+        if self.console.is_none() {
+            self.console = connect_console();
+        }
+        if let Some((console, buffer)) = &self.console {
+            let sent = data.chunks(buffer.len()).all(|chunk| {
+                let range = BufRange { offset: 0, len: chunk.len() as u64 };
+                buffer.write(0, chunk).is_ok()
+                    && matches!(
+                        console.call(&ConsoleRequest::WriteBuffer { range }, FOREVER_NS),
+                        Ok(ConsoleResponse::Done)
+                    )
+            });
+            if sent {
+                return;
+            }
+            self.console = None;
+        }
+        rt::print!("{}", String::from_utf8_lossy(data));
+    }
+}
