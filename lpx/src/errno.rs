@@ -43,6 +43,7 @@ pub const EFBIG: Errno = Errno(27);
 pub const ENOSPC: Errno = Errno(28);
 pub const ESPIPE: Errno = Errno(29);
 pub const EROFS: Errno = Errno(30);
+pub const EPIPE: Errno = Errno(32);
 pub const ERANGE: Errno = Errno(34);
 pub const ENAMETOOLONG: Errno = Errno(36);
 pub const ENOSYS: Errno = Errno(38);
@@ -52,7 +53,7 @@ pub const EOPNOTSUPP: Errno = Errno(95);
 pub const ETIMEDOUT: Errno = Errno(110);
 pub const ESTALE: Errno = Errno(116);
 
-const NAMES: [(Errno, &str); 34] = [
+const NAMES: [(Errno, &str); 35] = [
     (EPERM, "EPERM"),
     (ENOENT, "ENOENT"),
     (ESRCH, "ESRCH"),
@@ -79,6 +80,7 @@ const NAMES: [(Errno, &str); 34] = [
     (ENOSPC, "ENOSPC"),
     (ESPIPE, "ESPIPE"),
     (EROFS, "EROFS"),
+    (EPIPE, "EPIPE"),
     (ERANGE, "ERANGE"),
     (ENAMETOOLONG, "ENAMETOOLONG"),
     (ENOSYS, "ENOSYS"),

@@ -8,12 +8,14 @@ use alloc::vec::Vec;
 /// The most descriptors a process may have (`RLIMIT_NOFILE`).
 pub const MAX_FDS: usize = 256;
 
+#[derive(Clone)]
 struct Slot<T> {
     file: T,
     cloexec: bool,
 }
 
-/// Descriptors 0.. to open files `T`.
+/// Descriptors 0.. to open files `T` (a clone is `fork`'s copy: the same files).
+#[derive(Clone)]
 pub struct FdTable<T> {
     slots: Vec<Option<Slot<T>>>,
 }
@@ -96,6 +98,22 @@ impl<T: Clone> FdTable<T> {
         Ok(())
     }
 
+    /// `execve`: closes the close-on-exec descriptors, returning their files.
+    pub fn close_on_exec(&mut self) -> Vec<T> {
+        let mut closed = Vec::new();
+        for slot in self.slots.iter_mut() {
+            if slot.as_ref().is_some_and(|s| s.cloexec) {
+                closed.extend(slot.take().map(|s| s.file));
+            }
+        }
+        closed
+    }
+
+    /// Every open descriptor and its file.
+    pub fn iter(&self) -> impl Iterator<Item = (i32, &T)> {
+        self.slots.iter().enumerate().filter_map(|(fd, s)| s.as_ref().map(|s| (fd as i32, &s.file)))
+    }
+
     /// Closes every descriptor, returning the files.
     pub fn clear(&mut self) -> Vec<T> {
         self.slots.drain(..).flatten().map(|s| s.file).collect()
@@ -127,6 +145,10 @@ mod tests {
         assert_eq!(t.get(1 << 40), Err(EBADF));
         assert_eq!(t.remove(7), Err(EBADF));
         assert_eq!(t.dup(99, 0, false), Err(EBADF));
+        let mut copy = t.clone();
+        assert_eq!(copy.close_on_exec(), [12]);
+        assert_eq!(copy.iter().map(|(fd, _)| fd).collect::<Vec<_>>(), [0, 1, 2, 3, 10]);
+        assert_eq!(t.get(40), Ok(&12), "the original keeps its descriptors");
     }
 
     #[test]

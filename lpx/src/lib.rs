@@ -2,7 +2,8 @@
 //! x86_64 system-call numbers and their names, errno values, the byte layouts of the Linux
 //! structures the server writes into a process (`stat`, `statx`, `linux_dirent64`, `utsname`,
 //! ...), the initial stack with argv, envp and the auxiliary vector, file-descriptor tables,
-//! the bookkeeping of a process's address space, paths, and a seeded random generator.
+//! the bookkeeping of a process's address space, pipe buffers, wait statuses and signal
+//! dispositions, paths, and a seeded random generator.
 //!
 //! Nothing here makes a system call: the server (`os/programs/src/bin/linuxd/`) does those
 //! and keeps these structures.
@@ -18,6 +19,8 @@ pub mod fd;
 pub mod mem;
 pub mod nr;
 pub mod path;
+pub mod pipe;
+pub mod proc;
 pub mod rng;
 pub mod stack;
 pub mod structs;

@@ -283,11 +283,41 @@ impl Space {
     pub fn regions(&self) -> impl Iterator<Item = &Region> {
         self.regions.values()
     }
+
+    /// Every committed chunk with the protection of its region (to copy a process: `fork`).
+    pub fn chunks_with_prot(&self) -> impl Iterator<Item = (&Chunk, u32)> {
+        self.regions.values().flat_map(|r| r.chunks.values().map(move |c| (c, r.prot)))
+    }
+
+    /// The same regions (reservations, limits, protections, chunk sizes) with nothing committed:
+    /// the child of a `fork` commits its copies of the chunks into it.
+    pub fn layout(&self) -> Space {
+        let regions =
+            self.regions.iter().map(|(at, r)| (*at, Region { chunks: BTreeMap::new(), ..r.clone() })).collect();
+        Space { regions }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_layout_copy_keeps_regions_and_limits_but_no_chunks() {
+        let mut s = Space::new();
+        s.add(0x40_0000, 0x2000, PROT_READ | PROT_EXEC, Kind::Image, 0).unwrap();
+        s.add(0x60_0000, 0x10_0000, RW, Kind::Brk, 0x1_0000).unwrap();
+        s.set_limit(0x60_0000, 0x60_3000);
+        s.commit(Chunk { start: 0x40_0000, len: 0x2000, mirror: 0x3000_0000_0000, memory: 1 });
+        commit(&mut s, 0x60_1000, 0x3000_0001_0000);
+        let with: alloc::vec::Vec<(u64, u32)> = s.chunks_with_prot().map(|(c, p)| (c.start, p)).collect();
+        assert_eq!(with, [(0x40_0000, PROT_READ | PROT_EXEC), (0x60_0000, RW)]);
+        let copy = s.layout();
+        assert_eq!(copy.chunks().count(), 0);
+        assert_eq!(copy.regions().count(), 2);
+        assert_eq!(copy.access(0x60_2000, true), Access::Commit { start: 0x60_0000, len: 0x1_0000, prot: RW });
+        assert_eq!(copy.access(0x60_3000, true), Access::Fault, "the brk limit is kept");
+    }
 
     const RW: u32 = PROT_READ | PROT_WRITE;
 

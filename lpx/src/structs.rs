@@ -30,6 +30,7 @@ pub struct FileStat {
 pub const S_IFMT: u32 = 0o170000;
 pub const S_IFDIR: u32 = 0o040000;
 pub const S_IFCHR: u32 = 0o020000;
+pub const S_IFIFO: u32 = 0o010000;
 pub const S_IFREG: u32 = 0o100000;
 
 /// Bytes of `struct stat` on x86_64.

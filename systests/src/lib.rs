@@ -8,6 +8,8 @@ use harness::Machine;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod linux;
+
 /// The deadline of one boot. A boot to the ready line takes well under a second under TCG;
 /// the margin covers a loaded CI machine. A hang is reported as a failure at the deadline.
 pub const DEADLINE: Duration = Duration::from_secs(60);

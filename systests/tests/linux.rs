@@ -5,107 +5,9 @@
 //! host.
 
 use abi::exit::ExitCode;
-use std::path::{Path, PathBuf};
 use std::process::Command;
+use systests::linux::{boot, boot_with, compile, compile_with, disk, output, read, results, scratch};
 use systests::shell_outputs;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("systests/ is in the repository").to_path_buf()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(std::env::var_os("TUTTI_SCRATCH").expect("run with cargo xtask test")).join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// `tools/linux-tests/<name>.c` built static with `flags` (cached by modification time).
-fn compile(name: &str, flags: &[&str]) -> PathBuf {
-    let source = repo().join(format!("tools/linux-tests/{name}.c"));
-    let binary = scratch("linux-bin").join(name);
-    harness::linux::compile_static(&source, &binary, flags).unwrap_or_else(|e| panic!("building {name}: {e}"))
-}
-
-/// `tools/linux-tests/<name>.c` built with gcc and exactly `flags` (no `-static` added): a
-/// static-PIE or a dynamically linked program, in a file named `out`.
-fn compile_with(name: &str, out: &str, flags: &[&str]) -> PathBuf {
-    let source = repo().join(format!("tools/linux-tests/{name}.c"));
-    let binary = scratch("linux-bin").join(out);
-    let result = Command::new("gcc").args(flags).arg("-o").arg(&binary).arg(&source).output().expect("gcc");
-    assert!(result.status.success(), "gcc {flags:?}: {}", String::from_utf8_lossy(&result.stderr));
-    binary
-}
-
-/// A 16 MiB ext2 image holding `files` (name, bytes) at its root.
-fn disk(name: &str, files: &[(&str, Vec<u8>)]) -> PathBuf {
-    let dir = scratch(name);
-    let src = dir.join("src");
-    let _ = std::fs::remove_dir_all(&src);
-    std::fs::create_dir_all(&src).unwrap();
-    for (file, bytes) in files {
-        std::fs::write(src.join(file), bytes).unwrap();
-    }
-    let img = dir.join("disk.img");
-    let out = Command::new("mke2fs")
-        .args(["-q", "-t", "ext2", "-d"])
-        .arg(&src)
-        .arg("-F")
-        .arg(&img)
-        .arg("16M")
-        .output()
-        .expect("mke2fs (e2fsprogs) is installed");
-    assert!(out.status.success(), "mke2fs: {}", String::from_utf8_lossy(&out.stderr));
-    img
-}
-
-/// Boots with `disk` attached and the shell running `commands` (as `systests::shell` does),
-/// with linuxd's quota raised to 8 MiB: the standard 2.5 MiB keeps the system within 16 MiB but
-/// leaves room for one small program only.
-fn boot(name: &str, disk: &Path, commands: &[&str]) -> harness::Run {
-    boot_with(name, disk, commands, Some("8M"), None)
-}
-
-/// [`boot`] with linuxd's quota `quota` (the manifest's if `None`) in `memory` of guest RAM
-/// (the harness's default if `None`).
-fn boot_with(name: &str, disk: &Path, commands: &[&str], quota: Option<&str>, memory: Option<&str>) -> harness::Run {
-    let drive = format!("file={},if=none,id=d0,format=raw", disk.display());
-    let mut manifest = String::new();
-    let mut in_linux = false;
-    for line in systests::manifest().lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with("service ") {
-            in_linux = trimmed == "service linux";
-        }
-        if let (true, Some(quota)) = (in_linux && trimmed.starts_with("quota "), quota) {
-            manifest.push_str(&format!("    quota {quota}\n"));
-            continue;
-        }
-        manifest.push_str(line);
-        manifest.push('\n');
-        if trimmed == "service shell" {
-            for command in commands {
-                manifest.push_str(&format!("    arg {command}\n"));
-            }
-            manifest.push_str("    restart never\n");
-        }
-    }
-    let archive = systests::archive_with_manifest(&format!("{name}.cpio"), Some(&manifest));
-    let mut boot = systests::tutti("");
-    if let Some(memory) = memory {
-        boot = boot.memory(memory);
-    }
-    boot.initrd(archive).arg("-drive").arg(&drive).arg("-device").arg("virtio-blk-pci,drive=d0").run().unwrap()
-}
-
-fn output(outputs: &[(String, String, i32)], command: &str) -> (String, i32) {
-    let found = outputs.iter().find(|(c, _, _)| c == command);
-    let (_, text, status) = found.unwrap_or_else(|| panic!("no output of `{command}` in {outputs:#?}"));
-    (text.clone(), *status)
-}
-
-fn read(path: &Path) -> Vec<u8> {
-    std::fs::read(path).unwrap()
-}
 
 #[test]
 fn linux_hello_prints_argv_and_environ_and_exits_3() {
@@ -140,11 +42,6 @@ fn linux_hello_prints_argv_and_environ_and_exits_3() {
     assert!(text.contains("argv[1]=pie"), "{text}");
     let (text, status) = output(&outputs, "linux-counts");
     assert_eq!(status, 0, "{text}");
-}
-
-/// The `R ` lines of `text`.
-fn results(text: &str) -> Vec<String> {
-    text.lines().filter(|l| l.starts_with("R ")).map(String::from).collect()
 }
 
 #[test]

@@ -57,6 +57,9 @@ pub struct MemoryObject {
     pub size: u64,
     /// Where it is mapped: (task, address, first page of the object, pages).
     mappings: Vec<(TaskId, u64, u64, u64)>,
+    /// The task it is charged to and how much: given back when it is destroyed before its
+    /// owner ends (`CapRevoke`). `None` for the boot objects.
+    charged: Option<(TaskId, u64)>,
 }
 
 impl MemoryObject {
@@ -68,7 +71,13 @@ impl MemoryObject {
             pages: len.div_ceil(PAGE),
             size: len,
             mappings: Vec::new(),
+            charged: None,
         }
+    }
+
+    /// The object charged to `owner` for `charge` bytes of quota.
+    pub(super) fn charged_to(self, owner: TaskId, charge: u64) -> MemoryObject {
+        MemoryObject { charged: Some((owner, charge)), ..self }
     }
 
     fn frame(&self, page: u64) -> u64 {
@@ -145,6 +154,7 @@ impl<M: Machine> Kernel<M> {
             pages,
             size: bytes,
             mappings: Vec::new(),
+            charged: Some((owner, charge)),
         });
         self.task_mut(owner).expect("checked above").owned.push(Object::Memory(id));
         let cap = Capability { object: Object::Memory(id), rights: Rights::ALL, badge: 0 };
@@ -236,14 +246,24 @@ impl<M: Machine> Kernel<M> {
         }
     }
 
-    /// Destroys a memory object: unmapped from every task, frames freed.
+    /// Destroys a memory object: unmapped from every task, frames freed, its charge given
+    /// back to its owner (if the owner lives on).
     pub(super) fn destroy_memory(&mut self, id: MemoryId) {
         let Some(object) = self.memory.get(id) else { return };
         let mappings: Vec<(TaskId, u64)> = object.mappings.iter().map(|(t, v, _, _)| (*t, *v)).collect();
         for (task, vaddr) in mappings {
             self.remove_mapping(task, id, vaddr);
         }
-        if let Some(MemoryObject { backing: Backing::Frames { frames, .. }, .. }) = self.memory.remove(id) {
+        let Some(object) = self.memory.remove(id) else { return };
+        if let Some((owner, charge)) = object.charged {
+            if let Some(t) = self.task_mut(owner) {
+                t.refund(charge);
+                if let Some(at) = t.owned.iter().position(|o| *o == Object::Memory(id)) {
+                    t.owned.swap_remove(at);
+                }
+            }
+        }
+        if let Backing::Frames { frames, .. } = object.backing {
             for frame in frames {
                 self.machine.free_frame(frame);
             }

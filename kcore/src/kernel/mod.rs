@@ -1104,7 +1104,9 @@ impl<M: Machine> Kernel<M> {
                 }
                 let device = object.is_device();
                 self.task_mut(task).ok_or(Error::InvalidHandle)?.charge(cost::MEMORY)?;
-                let part = self.memory.insert(MemoryObject::physical(start + offset, len, device));
+                let part = self
+                    .memory
+                    .insert(MemoryObject::physical(start + offset, len, device).charged_to(task, cost::MEMORY));
                 self.task_mut(task).expect("charged above").owned.push(Object::Memory(part));
                 Object::Memory(part)
             }

@@ -1003,3 +1003,24 @@ fn a_bound_notification_ends_a_receive_and_a_watch_reports_a_task_ending() {
     ok(now(&mut k, Sys::Signal, n, [0b1, 0, 0, 0, 0, 0, 0]));
     assert_eq!(err(now(&mut k, Sys::Recv, ep, [0; 7])), Error::WouldBlock);
 }
+
+#[test]
+fn a_revoked_memory_object_gives_its_quota_back_to_its_owner() {
+    let (mut k, init, _) = boot_big();
+    let (before, _) = k.task(init).unwrap().quota();
+    let child = ok(now(&mut k, Sys::TaskCreate, 0, [1 << 20, 64, 20, TEXT_AT, 5, 0, 0]))[0] as u32;
+    let with_child = k.task(init).unwrap().quota().0;
+    // Owned by init, mapped into the child: revoking it refunds init at once, many times over.
+    for _ in 0..64 {
+        let m = ok(now(&mut k, Sys::MemoryCreate, 0, [64 << 10, 0, 0, 0, 0, 0, 0]))[0] as u32;
+        ok(now(&mut k, Sys::MemoryMap, m, [child as u64, 0x40_0000, 0, 64 << 10, map::READ, 0, 0]));
+        assert!(k.task(init).unwrap().quota().0 > with_child + (64 << 10));
+        ok(now(&mut k, Sys::CapRevoke, m, [0; 7]));
+        ok(now(&mut k, Sys::CapClose, m, [0; 7]));
+        assert_eq!(k.task(init).unwrap().quota().0, with_child, "the object's pages and record came back");
+    }
+    assert!(k.machine.live_frames.is_empty());
+    ok(now(&mut k, Sys::CapRevoke, child, [0; 7]));
+    ok(now(&mut k, Sys::CapClose, child, [0; 7]));
+    assert_eq!(k.task(init).unwrap().quota().0, before);
+}

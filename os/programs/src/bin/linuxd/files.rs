@@ -1,4 +1,4 @@
-//! Open files of a process: the console, `/dev/null`, files of the file-system service;
+//! Open files of a process: the console, `/dev/null`, pipes, files of the file-system service;
 //! `open`, `read`, `lseek`, `getdents64`, `readlink`, `fcntl`, `ioctl` and the stat family.
 
 use super::*;
@@ -14,6 +14,7 @@ pub(crate) enum Open {
         flags: u64,
     },
     File(FileDesc),
+    Pipe(pipes::PipeEnd),
 }
 
 pub(crate) struct FileDesc {
@@ -86,6 +87,14 @@ impl Process {
             Open::Console { .. } => Ok(device_stat("/dev/console").expect("known")),
             Open::Null { .. } => Ok(device_stat("/dev/null").expect("known")),
             Open::File(f) => f.file.stat().map(|s| stat_of(&s)).map_err(fs_errno),
+            Open::Pipe(end) => Ok(FileStat {
+                dev: 6,
+                ino: Rc::as_ptr(&end.pipe) as u64,
+                mode: structs::S_IFIFO | 0o600,
+                nlink: 1,
+                blksize: 4096,
+                ..Default::default()
+            }),
         }
     }
 
@@ -168,6 +177,7 @@ impl Process {
                 }
                 Ok(Vec::new())
             }
+            Open::Pipe(end) => end.read(len),
             Open::File(f) => {
                 if f.directory {
                     return Err(EISDIR);
@@ -206,7 +216,7 @@ impl Process {
         let fd = self.fds.get(fd)?.clone();
         let mut open = fd.borrow_mut();
         match &mut *open {
-            Open::Console { .. } => Err(ESPIPE),
+            Open::Console { .. } | Open::Pipe(_) => Err(ESPIPE),
             Open::Null { .. } => Ok(0),
             Open::File(f) if f.directory => {
                 if whence == 0 && offset == 0 {
@@ -313,6 +323,7 @@ impl Process {
                 let open = file.borrow();
                 Ok(match &*open {
                     Open::Console { flags } | Open::Null { flags } => *flags,
+                    Open::Pipe(end) => end.flags,
                     Open::File(f) => f.flags | if f.directory { o::DIRECTORY } else { 0 },
                 })
             }
@@ -324,6 +335,7 @@ impl Process {
                 let settable = o::APPEND | o::NONBLOCK;
                 match &mut *open {
                     Open::Console { flags } | Open::Null { flags } => *flags = (*flags & !settable) | (arg & settable),
+                    Open::Pipe(end) => end.flags = (end.flags & !o::NONBLOCK) | (arg & o::NONBLOCK),
                     Open::File(f) => f.flags = (f.flags & !settable) | (arg & settable),
                 }
                 Ok(0)
@@ -339,7 +351,12 @@ impl Process {
         const TCSETSF: u64 = 0x5404;
         const TIOCGPGRP: u64 = 0x540f;
         const TIOCGWINSZ: u64 = 0x5413;
+        const FIONREAD: u64 = 0x541b;
         let file = self.fds.get(fd)?.clone();
+        if let (Open::Pipe(end), FIONREAD) = (&*file.borrow(), request) {
+            let queued = end.pipe.borrow().len() as u32;
+            return self.write_mem(arg, &queued.to_le_bytes()).map(|()| 0);
+        }
         if !matches!(&*file.borrow(), Open::Console { .. }) {
             return Err(ENOTTY);
         }

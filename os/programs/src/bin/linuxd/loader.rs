@@ -6,6 +6,8 @@ use super::*;
 impl Server {
     // ---- The loader ----
 
+    /// Starts the program at `path` for a client: a new process with the console as its
+    /// standard input, output and error.
     pub(crate) fn spawn(
         &mut self,
         client: u64,
@@ -14,9 +16,32 @@ impl Server {
         argv: &[&[u8]],
         envp: &[&[u8]],
     ) -> Result<u32, Refusal> {
-        let fs = self.fs().ok_or_else(|| Refusal(EIO, String::from("the file-system service is unavailable")))?;
         let cwd = if cwd.starts_with('/') { lpx::path::normalise(cwd) } else { String::from("/") };
         let path = lpx::path::join(&cwd, path);
+        let pid = self.next_pid;
+        let mut process = Process::blank(pid, client, cwd);
+        for _ in 0..3 {
+            let console = Rc::new(RefCell::new(Open::Console { flags: 2 }));
+            process.fds.insert(console, false).map_err(|e| Refusal(e, String::from("fds")))?;
+        }
+        self.exec_image(&mut process, &path, argv, envp)?;
+        self.next_pid += 1;
+        rt::log::debug!("pid {pid}: {path} started");
+        self.procs.insert(pid, process);
+        Ok(pid)
+    }
+
+    /// Loads the program at `path` (absolute) into a new task for `p` (whose `task`,
+    /// `thread`, `space`, `exe` and `brk` it sets); on failure that task is gone again.
+    pub(crate) fn exec_image(
+        &mut self,
+        p: &mut Process,
+        path: &str,
+        argv: &[&[u8]],
+        envp: &[&[u8]],
+    ) -> Result<(), Refusal> {
+        let path = String::from(path);
+        let fs = self.fs().ok_or_else(|| Refusal(EIO, String::from("the file-system service is unavailable")))?;
         let mut file = fs.open(&path, fs::flags::READ, 0).map_err(|e| Refusal(fs_errno(e), String::from(e.text())))?;
         if file.kind() != fs::Kind::Regular {
             return Err(Refusal(EACCES, String::from("not a regular file")));
@@ -50,40 +75,19 @@ impl Server {
                 _ => return Err(Refusal(ENOEXEC, String::from("a segment lies outside the program area"))),
             }
         }
-        let name = path.rsplit('/').next().unwrap_or("linux");
-        let name = &name[..name.len().min(abi::syscall::TASK_NAME_MAX)];
+        let name = procs::task_name(&path);
         let me = sys::task_info(0)?;
-        let quota = PROCESS_QUOTA.min(me.quota.saturating_sub(me.used).saturating_sub(LINUXD_RESERVE));
-        if quota < (256 << 10) {
+        if me.quota.saturating_sub(me.used) < PROCESS_TASK_QUOTA + LINUXD_RESERVE {
             return Err(Refusal(ENOMEM, String::from("linuxd's quota is exhausted")));
         }
-        let task = sys::task_create(quota, 64, PROCESS_PRIORITY, name)?;
-        let pid = self.next_pid;
-        let mut process = Process {
-            pid,
-            client,
-            exe: path.clone(),
-            task,
-            thread: 0,
-            space: Space::new(),
-            fds: FdTable::new(),
-            cwd,
-            brk_start: 0,
-            brk: 0,
-            umask: 0o022,
-        };
-        match self.load(&mut process, &mut file, &elf, bias, image_end, argv, envp) {
-            Ok(()) => {
-                self.next_pid += 1;
-                rt::log::debug!("pid {pid}: {path} started");
-                self.procs.insert(pid, process);
-                Ok(pid)
-            }
-            Err(e) => {
-                process.teardown();
-                Err(e)
-            }
+        p.task = sys::task_create(PROCESS_TASK_QUOTA, 64, PROCESS_PRIORITY, name)?;
+        p.exe = path;
+        p.space = Space::new();
+        let loaded = self.load(p, &mut file, &elf, bias, image_end, argv, envp);
+        if loaded.is_err() {
+            p.teardown_task();
         }
+        loaded
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -121,14 +125,28 @@ impl Server {
             if flags & elf::PF_X != 0 {
                 prot |= PROT_EXEC | PROT_READ;
             }
-            p.space
-                .add(*start, end - start, prot, Kind::Image, 0)
-                .map_err(|_| Refusal(ENOEXEC, String::from("overlapping or misplaced segments")))?;
-            let chunk = p.commit(*start, end - start, prot).map_err(|e| Refusal(e, String::from("out of memory")))?;
+            // The pages with file bytes are committed now; the zero pages after them (.bss)
+            // are a region of their own, committed on first touch like the heap.
+            let file_end = segments
+                .iter()
+                .map(|s| (s.vaddr + bias + s.file_len).next_multiple_of(PAGE))
+                .max()
+                .unwrap_or(*start)
+                .clamp(*start, *end);
+            let misplaced = |_| Refusal(ENOEXEC, String::from("overlapping or misplaced segments"));
+            if file_end < *end {
+                p.space.add(file_end, end - file_end, prot, Kind::Anonymous, BSS_CHUNK).map_err(misplaced)?;
+            }
+            if file_end == *start {
+                continue;
+            }
+            p.space.add(*start, file_end - start, prot, Kind::Image, 0).map_err(misplaced)?;
+            let chunk =
+                p.commit(*start, file_end - start, prot).map_err(|e| Refusal(e, String::from("out of memory")))?;
             for s in segments {
                 let at = chunk.mirror + (s.vaddr + bias - start);
-                // Safety: the mirror of this chunk is mapped read-write here for `end - start`
-                // bytes, and the segment lies inside the group's pages (checked by `elf`).
+                // Safety: the mirror of this chunk is mapped read-write here for `file_end -
+                // start` bytes, and the segment's file bytes lie inside them (checked by `elf`).
                 let dest = unsafe { core::slice::from_raw_parts_mut(at as *mut u8, s.file_len as usize) };
                 read_full(file, s.offset, dest).map_err(|e| Refusal(fs_errno(e), String::from(e.text())))?;
             }
@@ -171,20 +189,20 @@ impl Server {
         let stack = lpx::stack::build(STACK_TOP, STACK_SIZE / 4, &spec)
             .map_err(|_| Refusal(E2BIG, String::from("arguments and environment too long")))?;
         p.write_mem(stack.base, &stack.bytes).map_err(|e| Refusal(e, String::from("cannot write the stack")))?;
-        // Standard input, output and error: the console.
-        for _ in 0..3 {
-            let console = Rc::new(RefCell::new(Open::Console { flags: 2 }));
-            p.fds.insert(console, false).map_err(|e| Refusal(e, String::from("fds")))?;
-        }
-        let personality = sys::cap_duplicate(self.endpoint, rights::SEND, BADGE_SYSCALL | p.pid as u64)?;
-        let set = sys::task_set_personality(p.task, personality);
-        let _ = sys::cap_close(personality);
-        set?;
-        let supervisor = sys::cap_duplicate(self.endpoint, rights::SEND, BADGE_FAULT | p.pid as u64)?;
-        let set = sys::task_set_supervisor(p.task, supervisor);
-        let _ = sys::cap_close(supervisor);
-        set?;
+        self.attach(p.task, p.pid)?;
         p.thread = sys::thread_create_in(p.task, entry, stack.rsp, PROCESS_PRIORITY, 0)?;
         Ok(())
+    }
+
+    /// Makes linuxd the personality and the fault supervisor of `task`, process `pid`.
+    pub(crate) fn attach(&self, task: Handle, pid: u32) -> Result<(), sys::Error> {
+        let personality = sys::cap_duplicate(self.endpoint, rights::SEND, BADGE_SYSCALL | pid as u64)?;
+        let set = sys::task_set_personality(task, personality);
+        let _ = sys::cap_close(personality);
+        set?;
+        let supervisor = sys::cap_duplicate(self.endpoint, rights::SEND, BADGE_FAULT | pid as u64)?;
+        let set = sys::task_set_supervisor(task, supervisor);
+        let _ = sys::cap_close(supervisor);
+        set
     }
 }

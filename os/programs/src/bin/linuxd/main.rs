@@ -39,9 +39,14 @@ rt::entry!(main);
 mod files;
 mod loader;
 mod memory;
+mod pipes;
+mod procs;
+mod signals;
 mod syscalls;
 
 use files::{Fd, Open};
+use lpx::proc::Ended as Status;
+use signals::Signals;
 
 /// Where linuxd maps the mirrors of its processes' memory.
 const MIRROR_BASE: u64 = 0x3000_0000_0000;
@@ -53,6 +58,8 @@ const STACK_CHUNK: u64 = 64 << 10;
 /// The `brk` heap: reserved after the program, committed 64 KiB at a time.
 const BRK_MAX: u64 = 1 << 30;
 const BRK_CHUNK: u64 = 64 << 10;
+/// A program's zero-initialised data (`.bss`) is committed 64 KiB at a time.
+const BSS_CHUNK: u64 = 64 << 10;
 /// `mmap` places mappings top-down below this, above the floor.
 const MMAP_TOP: u64 = 0x7f00_0000_0000;
 const MMAP_FLOOR: u64 = 0x1000_0000_0000;
@@ -62,10 +69,12 @@ const MMAP_CHUNK: u64 = 256 << 10;
 const PIE_BASE: u64 = 0x0555_5555_4000;
 /// The largest program headers read.
 const HEAD_MAX: usize = 64 << 10;
-/// Bytes of quota each process gets (from linuxd's own) at most, and what linuxd keeps for
+/// Quota each process's task gets from linuxd's: its thread, capabilities and the records and
+/// page tables of its mappings. Its memory objects are linuxd's (charged to linuxd's quota), so
+/// processes share linuxd's quota as they use it; linuxd keeps `LINUXD_RESERVE` of it for
 /// itself (its heap, and the mirror mappings of its processes' memory).
-const PROCESS_QUOTA: u64 = 8 << 20;
-const LINUXD_RESERVE: u64 = 640 << 10;
+const PROCESS_TASK_QUOTA: u64 = 512 << 10;
+const LINUXD_RESERVE: u64 = 256 << 10;
 /// Priority of a process's thread.
 const PROCESS_PRIORITY: u8 = 10;
 /// At most this many bytes move in one read/write system call (a short count, as Linux may).
@@ -122,16 +131,14 @@ fn mirror_alloc(len: u64) -> Result<u64, Errno> {
     Ok(at)
 }
 
-/// How a process is, or ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Status {
-    Exited(i32),
-    Killed(u32),
-}
-
 /// A Linux process: one task with one thread.
 struct Process {
     pid: u32,
+    /// The parent process, 0 for one a client started (or an orphan).
+    ppid: u32,
+    /// Process group and session.
+    pgid: u32,
+    sid: u32,
     client: u64,
     exe: String,
     task: Handle,
@@ -142,7 +149,53 @@ struct Process {
     brk_start: u64,
     brk: u64,
     umask: u32,
+    signals: Signals,
+    /// Whether it has called `execve` (a parent may no longer `setpgid` it).
+    execed: bool,
 }
+
+/// An ended child its parent has not waited for.
+struct Zombie {
+    ppid: u32,
+    pgid: u32,
+    status: Status,
+}
+
+/// A system call that waits: its detached reply, and what ends the wait.
+struct Parked {
+    pid: u32,
+    reply: Handle,
+    /// When it ends anyway (`u64::MAX`: never), answering `on_timeout`.
+    deadline: u64,
+    on_timeout: u64,
+    /// Ranges of the process zeroed when the deadline passes (`select`'s sets).
+    clear: Vec<(u64, usize)>,
+    wait: Wait,
+}
+
+/// What a call returning `BLOCK` asks for its wait: a deadline, the answer then, and memory
+/// to clear then.
+#[derive(Default)]
+struct Block {
+    deadline: Option<(u64, u64)>,
+    clear: Vec<(u64, usize)>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Wait {
+    /// Served again whenever something changed (pipes, children, signals).
+    Retry { number: u64, args: [u64; 3] },
+    /// `nanosleep`: only the deadline or a signal ends it.
+    Sleep,
+    /// `rt_sigsuspend`/`pause`: only a signal ends it; the mask to restore after the handler.
+    Suspend { mask: u64 },
+    /// `vfork`: the child's `execve` or end answers it with the child's pid.
+    Vfork { child: u32 },
+}
+
+/// The error a system call's implementation returns to wait: the call is parked and served
+/// again later (Linux's internal ERESTARTSYS, never seen by a process).
+const BLOCK: Errno = Errno(512);
 
 struct ClientState {
     notify: Handle,
@@ -159,8 +212,13 @@ struct Server {
     next_pid: u32,
     counts: BTreeMap<u64, u64>,
     rng: lpx::rng::Rng,
-    /// Detached replies of sleeping processes: (deadline ns, reply capability, pid).
-    sleepers: Vec<(u64, Handle, u32)>,
+    /// Waiting system calls.
+    parked: Vec<Parked>,
+    /// What a call returning `BLOCK` asks for its wait (set by it).
+    block: Block,
+    /// The child a `vfork` returning `BLOCK` waits for (set by it).
+    vfork_child: Option<u32>,
+    zombies: BTreeMap<u32, Zombie>,
     /// Nanoseconds since 1970 at boot (from the file system's clock), for CLOCK_REALTIME.
     realtime_base: u64,
     hwcap: u64,
@@ -213,7 +271,10 @@ impl Server {
             next_pid: 2,
             counts: BTreeMap::new(),
             rng: lpx::rng::Rng::new(seed()),
-            sleepers: Vec::new(),
+            parked: Vec::new(),
+            block: Block::default(),
+            vfork_child: None,
+            zombies: BTreeMap::new(),
             realtime_base: 0,
             hwcap,
         };
@@ -245,9 +306,10 @@ impl Server {
     fn run(&mut self) -> i32 {
         loop {
             let now = sys::time_now();
-            let timeout = self.sleepers.iter().map(|s| s.0).min().map_or(FOREVER_NS, |d| d.saturating_sub(now).max(1));
+            let next = self.parked.iter().map(|p| p.deadline).min().unwrap_or(u64::MAX);
+            let timeout = if next == u64::MAX { FOREVER_NS } else { next.saturating_sub(now).max(1) };
             let received = sys::syscall(Sys::Recv, self.endpoint, [0, 0, 0, 0, 0, 0, timeout]);
-            self.wake_sleepers();
+            self.expire_parked();
             let r = match received {
                 Ok(r) => r,
                 Err(sys::Error::TimedOut) => continue,
@@ -291,19 +353,91 @@ impl Server {
                     }
                 }
             }
+            self.retry_parked();
         }
     }
 
-    fn wake_sleepers(&mut self) {
-        let now = sys::time_now();
-        self.sleepers.retain(|&(deadline, reply, _)| {
-            if deadline <= now {
-                let _ = sys::reply_with(reply, &Message::new(0, [0, 0, 0, 0]));
-                false
-            } else {
-                true
+    // ---- Waiting system calls ----
+
+    /// Parks the system call being served (its implementation returned `BLOCK`).
+    fn park(&mut self, pid: u32, wait: Wait) {
+        let block = core::mem::take(&mut self.block);
+        let (deadline, on_timeout) = block.deadline.unwrap_or((u64::MAX, 0));
+        match sys::reply_detach() {
+            Ok(reply) => self.parked.push(Parked { pid, reply, deadline, on_timeout, clear: block.clear, wait }),
+            Err(e) => {
+                // Without a reply capability the call cannot wait: it fails.
+                rt::log::warn!("pid {pid}: cannot wait ({e})");
+                let _ = sys::reply(&Message::new(0, [ENOMEM.to_rax(), 0, 0, 0]));
             }
-        });
+        }
+    }
+
+    /// Answers a parked call with `rax` (after delivering pending signals).
+    fn finish(&mut self, parked: Parked, rax: u64) {
+        match self.on_return(parked.pid, rax) {
+            Some(rax) => {
+                let _ = sys::reply_with(parked.reply, &Message::new(0, [rax, 0, 0, 0]));
+            }
+            None => {
+                let _ = sys::cap_close(parked.reply);
+            }
+        }
+    }
+
+    /// Serves the parked calls again until none can go on.
+    fn retry_parked(&mut self) {
+        let mut progress = true;
+        while progress && !self.parked.is_empty() {
+            progress = false;
+            for parked in core::mem::take(&mut self.parked) {
+                if !self.procs.contains_key(&parked.pid) {
+                    let _ = sys::cap_close(parked.reply);
+                    continue;
+                }
+                let Wait::Retry { number, args } = parked.wait else {
+                    self.parked.push(parked);
+                    continue;
+                };
+                self.block = Block::default();
+                match self.dispatch(parked.pid, number, args) {
+                    Err(BLOCK) => self.parked.push(parked),
+                    Ok(Some(rax)) => {
+                        progress = true;
+                        self.finish(parked, rax);
+                    }
+                    Ok(None) => {
+                        progress = true;
+                        let _ = sys::cap_close(parked.reply);
+                    }
+                    Err(e) => {
+                        progress = true;
+                        self.finish(parked, e.to_rax());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers the parked calls whose deadline passed.
+    fn expire_parked(&mut self) {
+        let now = sys::time_now();
+        if !self.parked.iter().any(|p| p.deadline <= now) {
+            return;
+        }
+        for parked in core::mem::take(&mut self.parked) {
+            if parked.deadline <= now {
+                let rax = parked.on_timeout;
+                if let Some(p) = self.procs.get_mut(&parked.pid) {
+                    for &(at, len) in &parked.clear {
+                        let _ = p.write_mem(at, &alloc::vec![0u8; len]);
+                    }
+                }
+                self.finish(parked, rax);
+            } else {
+                self.parked.push(parked);
+            }
+        }
     }
 
     // ---- The client protocol ----
@@ -381,28 +515,50 @@ impl Server {
         }
     }
 
-    /// Ends process `pid` with `status`: its task goes, its client is told.
+    /// Ends process `pid` with `status`: its task and memory go, its waiting calls are
+    /// dropped, its children are orphaned, and its parent gets a zombie and `SIGCHLD` (or, for
+    /// a process a client started, the client is told).
     fn end(&mut self, pid: u32, status: Status) {
         let Some(mut p) = self.procs.remove(&pid) else { return };
         p.teardown();
-        self.sleepers.retain(|&(_, reply, sleeper)| {
-            if sleeper == pid {
-                let _ = sys::cap_close(reply);
+        self.parked.retain(|parked| {
+            if parked.pid == pid {
+                let _ = sys::cap_close(parked.reply);
             }
-            sleeper != pid
+            parked.pid != pid
         });
-        if let Some(c) = self.clients.get(&p.client) {
-            let _ = sys::signal(c.notify, ENDED_BIT);
+        for child in self.procs.values_mut().filter(|c| c.ppid == pid) {
+            child.ppid = 0;
         }
-        self.ended.insert(pid, (p.client, status));
-        while self.ended.len() > ENDED_MAX {
-            self.ended.pop_first();
+        self.zombies.retain(|_, z| z.ppid != pid);
+        self.release_vfork(pid);
+        let parent = self.procs.get(&p.ppid).map(|parent| parent.signals.action(lpx::proc::SIGCHLD));
+        match parent {
+            Some(action) => {
+                // A parent ignoring SIGCHLD (or with SA_NOCLDWAIT) leaves no zombie.
+                if action.handler != lpx::proc::SIG_IGN && action.flags & lpx::proc::SA_NOCLDWAIT == 0 {
+                    self.zombies.insert(pid, Zombie { ppid: p.ppid, pgid: p.pgid, status });
+                }
+                let (code, child_status) = status.child_info();
+                let info = lpx::proc::SigInfo { signo: lpx::proc::SIGCHLD, code, pid, status: child_status, addr: 0 };
+                self.send_signal(p.ppid, info);
+            }
+            None => {
+                if let Some(c) = self.clients.get(&p.client) {
+                    let _ = sys::signal(c.notify, ENDED_BIT);
+                }
+                self.ended.insert(pid, (p.client, status));
+                while self.ended.len() > ENDED_MAX {
+                    self.ended.pop_first();
+                }
+            }
         }
     }
 
     // ---- Faults ----
 
-    /// A fault of process `pid`: commits memory and resumes (true), or kills it.
+    /// A fault of process `pid`: commits memory and resumes (true), runs its signal handler
+    /// (true), or kills it.
     fn fault(&mut self, pid: u32, [vector, code, address, rip]: [u64; 4]) -> bool {
         let Some(p) = self.procs.get_mut(&pid) else { return false };
         let mut why = "";
@@ -410,11 +566,7 @@ impl Server {
             if let Access::Commit { start, len, prot } = p.space.access(address, code & 2 != 0) {
                 match p.commit(start, len, prot) {
                     Ok(_) => return true,
-                    Err(_) => {
-                        let used = sys::task_info(p.task).map(|i| (i.used, i.quota)).unwrap_or_default();
-                        rt::log::warn!("pid {pid}: quota {} of {} bytes used", used.0, used.1);
-                        why = " (out of memory: the process's quota is exhausted)"
-                    }
+                    Err(_) => why = " (out of memory: linuxd's quota is exhausted)",
                 }
             }
         }
@@ -425,6 +577,11 @@ impl Server {
             17 => SIGBUS,
             _ => SIGSEGV,
         };
+        let info = lpx::proc::SigInfo { signo: signal, code: lpx::proc::SEGV_MAPERR, pid: 0, status: 0, addr: address };
+        if why.is_empty() && self.deliver_fault(pid, info) {
+            return true;
+        }
+        let Some(p) = self.procs.get(&pid) else { return false };
         rt::log::warn!(
             "pid {pid} ({}) killed by {}: fault vector {vector} at address {address:#x} (rip {rip:#x}, error code {code:#x}){why}",
             p.exe,

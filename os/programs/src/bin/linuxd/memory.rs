@@ -7,7 +7,12 @@ impl Process {
     /// Commits `[start, start + len)` (a chunk of a region): a memory object charged to the
     /// process, mapped there with `prot` and here read-write.
     pub(crate) fn commit(&mut self, start: u64, len: u64, prot: u32) -> Result<Chunk, Errno> {
-        let memory = sys::memory_create(self.task, len).map_err(|_| ENOMEM)?;
+        // The object is linuxd's; what linuxd keeps for itself is never given out.
+        let me = sys::task_info(0).map_err(|_| ENOMEM)?;
+        if me.quota.saturating_sub(me.used) < len + LINUXD_RESERVE {
+            return Err(ENOMEM);
+        }
+        let memory = sys::memory_create(0, len).map_err(|_| ENOMEM)?;
         let mirror = mirror_alloc(len)?;
         let mut perms = map::READ;
         if prot & PROT_WRITE != 0 {
@@ -19,7 +24,7 @@ impl Process {
         let mapped = sys::memory_map(memory, 0, mirror, 0, len, map::READ | map::WRITE)
             .and_then(|()| sys::memory_map(memory, self.task, start, 0, len, perms));
         if mapped.is_err() {
-            let _ = sys::cap_revoke(memory);
+            free_memory(memory);
             return Err(ENOMEM);
         }
         let chunk = Chunk { start, len, mirror, memory };
@@ -88,11 +93,16 @@ impl Process {
 
     /// A NUL-terminated string at `addr` (at most `PATH_MAX` bytes).
     pub(crate) fn read_cstr(&mut self, addr: u64) -> Result<Vec<u8>, Errno> {
+        self.read_string(addr, lpx::path::PATH_MAX)
+    }
+
+    /// A NUL-terminated string at `addr` of fewer than `max` bytes (`ENAMETOOLONG` otherwise).
+    pub(crate) fn read_string(&mut self, addr: u64, max: usize) -> Result<Vec<u8>, Errno> {
         let mut out = Vec::new();
         let mut at = addr;
         loop {
             let (mirror, n) = self.locate(at, false)?;
-            let n = (n as usize).min(lpx::path::PATH_MAX - out.len());
+            let n = (n as usize).min(max - out.len());
             // Safety: as in `read_mem`.
             let bytes = unsafe { core::slice::from_raw_parts(mirror as *const u8, n) };
             if let Some(end) = bytes.iter().position(|b| *b == 0) {
@@ -100,7 +110,7 @@ impl Process {
                 return Ok(out);
             }
             out.extend_from_slice(bytes);
-            if out.len() >= lpx::path::PATH_MAX {
+            if out.len() >= max {
                 return Err(ENAMETOOLONG);
             }
             at += n as u64;
@@ -128,8 +138,7 @@ impl Process {
 
     pub(crate) fn release(&mut self, released: lpx::mem::Released) {
         for c in released.chunks {
-            // Destroying the object unmaps it from the process and from here.
-            let _ = sys::cap_revoke(c.memory);
+            free_memory(c.memory);
         }
         for (mirror, len) in released.zero {
             // Safety: a mirror range of a chunk that stays committed and mapped here.
@@ -212,15 +221,57 @@ impl Process {
 
     /// Ends the task and closes every handle of the process.
     pub(crate) fn teardown(&mut self) {
-        let _ = sys::cap_revoke(self.task);
-        let _ = sys::cap_close(self.task);
-        for c in self.space.chunks() {
-            let _ = sys::cap_close(c.memory);
-        }
-        self.space = Space::new();
-        if self.thread != 0 {
-            let _ = sys::cap_close(self.thread);
-        }
+        self.teardown_task();
         self.fds.clear();
+    }
+
+    /// Ends the task and frees the memory (linuxd's objects), keeping the descriptors.
+    pub(crate) fn teardown_task(&mut self) {
+        free_image(self.task, self.thread, core::mem::replace(&mut self.space, Space::new()));
+        self.task = 0;
+        self.thread = 0;
+    }
+
+    /// A process with no task yet (the loader makes it), in its own group and session.
+    pub(crate) fn blank(pid: u32, client: u64, cwd: String) -> Process {
+        Process {
+            pid,
+            ppid: 0,
+            pgid: pid,
+            sid: pid,
+            client,
+            exe: String::new(),
+            task: 0,
+            thread: 0,
+            space: Space::new(),
+            fds: FdTable::new(),
+            cwd,
+            brk_start: 0,
+            brk: 0,
+            umask: 0o022,
+            signals: Signals::new(),
+            execed: false,
+        }
+    }
+}
+
+/// Destroys a memory object of linuxd's (unmapping it from the process and from here, its
+/// quota back to linuxd) and closes the handle.
+pub(crate) fn free_memory(memory: Handle) {
+    let _ = sys::cap_revoke(memory);
+    let _ = sys::cap_close(memory);
+}
+
+/// Ends `task` (0: none) and frees `thread`'s handle and the memory of `space`.
+pub(crate) fn free_image(task: Handle, thread: Handle, space: Space) {
+    if task != 0 {
+        let _ = sys::cap_revoke(task);
+        let _ = sys::cap_close(task);
+    }
+    for c in space.chunks() {
+        free_memory(c.memory);
+    }
+    if thread != 0 {
+        let _ = sys::cap_close(thread);
     }
 }

@@ -11,17 +11,33 @@ impl Server {
         if !self.procs.contains_key(&pid) {
             return None;
         }
+        self.block = Block::default();
+        self.vfork_child = None;
         let result = self.dispatch(pid, number, [a0, a1, a2]);
-        match result {
-            Ok(Some(v)) => Some(v),
-            Ok(None) => None,
+        let rax = match result {
+            Ok(Some(v)) => v,
+            Ok(None) => return None,
+            Err(BLOCK) => {
+                let wait = match number {
+                    _ if self.vfork_child.is_some() => Wait::Vfork { child: self.vfork_child.take().expect("checked") },
+                    nr::NANOSLEEP | nr::CLOCK_NANOSLEEP => Wait::Sleep,
+                    nr::RT_SIGSUSPEND | nr::PAUSE => {
+                        let mask = self.procs.get(&pid).map_or(0, |p| p.signals.suspended_from);
+                        Wait::Suspend { mask }
+                    }
+                    _ => Wait::Retry { number, args: [a0, a1, a2] },
+                };
+                self.park(pid, wait);
+                return None;
+            }
             Err(e) => {
                 if e == ENOSYS {
                     *self.counts.entry(number).or_insert(0) += 1;
                 }
-                Some(e.to_rax())
+                e.to_rax()
             }
-        }
+        };
+        self.on_return(pid, rax)
     }
 
     pub(crate) fn dispatch(&mut self, pid: u32, number: u64, [a0, a1, a2]: [u64; 3]) -> Result<Option<u64>, Errno> {
@@ -301,7 +317,7 @@ impl Server {
                 ok(0)
             }
             nr::GETPID | nr::GETTID => ok(pid as u64),
-            nr::GETPPID => ok(1),
+            nr::GETPPID => ok(if p.ppid == 0 { 1 } else { p.ppid as u64 }),
             nr::GETUID | nr::GETEUID | nr::GETGID | nr::GETEGID => ok(0),
             nr::CLOCK_GETTIME => {
                 let ns = clock(a0, realtime_base)?;
@@ -348,50 +364,78 @@ impl Server {
                 if deadline <= now {
                     return ok(0);
                 }
-                let reply = sys::reply_detach().map_err(|_| ENOMEM)?;
-                self.sleepers.push((deadline, reply, pid));
-                Ok(None)
+                self.block.deadline = Some((deadline, 0));
+                Err(BLOCK)
             }
             nr::SCHED_YIELD => ok(0),
             nr::RT_SIGACTION => {
-                if a2 != 0 {
-                    p.write_mem(a2, &[0u8; 32])?;
+                let [size, ..] = more(p)?;
+                if size != 8 {
+                    return Err(EINVAL);
                 }
-                ok(0)
+                ok(self.sigaction(pid, a0, a1, a2)?)
             }
             nr::RT_SIGPROCMASK => {
                 let [size, ..] = more(p)?;
-                if a2 != 0 {
-                    p.write_mem(a2, &alloc::vec![0u8; (size as usize).min(128)])?;
+                ok(self.sigprocmask(pid, a0, a1, a2, size)?)
+            }
+            nr::RT_SIGRETURN => self.sigreturn(pid),
+            nr::RT_SIGSUSPEND => {
+                if a1 != 8 {
+                    return Err(EINVAL);
                 }
+                self.sigsuspend(pid, Some(a0))
+            }
+            nr::PAUSE => self.sigsuspend(pid, None),
+            nr::RT_SIGPENDING => {
+                let pending = p.signals.pending & p.signals.blocked;
+                p.write_mem(a0, &pending.to_le_bytes())?;
                 ok(0)
             }
-            nr::SIGALTSTACK => {
-                if a1 != 0 {
-                    p.write_mem(a1, &[0u8; 24])?;
-                }
-                ok(0)
+            nr::SIGALTSTACK => ok(self.sigaltstack(pid, a0, a1)?),
+            nr::PIPE => ok(p.pipe2(a0, 0)?),
+            nr::PIPE2 => ok(p.pipe2(a0, a1)?),
+            nr::POLL | nr::PPOLL | nr::SELECT | nr::PSELECT6 => {
+                let more = more(p)?;
+                ok(self.readiness_call(pid, number, [a0, a1, a2], more)?)
             }
+            nr::FORK => ok(self.fork(pid, 0, 0, 0, 0)?),
+            nr::VFORK => self.vfork(pid),
+            nr::CLONE => {
+                let more = more(p)?;
+                self.clone(pid, a0, a1, a2, more)
+            }
+            nr::EXECVE => self.execve(pid, a0, a1, a2),
+            nr::WAIT4 => {
+                let [rusage, ..] = more(p)?;
+                ok(self.wait4(pid, a0 as i32, a1, a2, rusage)?)
+            }
+            nr::WAITID => {
+                let [options, ..] = more(p)?;
+                ok(self.waitid(pid, a0, a1, a2, options)?)
+            }
+            nr::GETPGID => ok(self.getpgid(pid, a0)?),
+            nr::GETPGRP => ok(p.pgid as u64),
+            nr::GETSID => ok(self.getsid(pid, a0)?),
+            nr::SETPGID => ok(self.setpgid(pid, a0, a1)?),
+            nr::SETSID => ok(self.setsid(pid)?),
             nr::UMASK => {
                 let old = p.umask;
                 p.umask = a0 as u32 & 0o777;
                 ok(old as u64)
             }
-            nr::WAIT4 => Err(ECHILD),
-            nr::KILL | nr::TGKILL | nr::TKILL => {
-                let (target, signal) = if number == nr::TGKILL { (a1, a2) } else { (a0, a1) };
-                if target != pid as u64 && !(number == nr::KILL && target == 0) {
-                    return Err(ESRCH);
-                }
-                if signal == 0 {
-                    return ok(0);
-                }
-                if signal > 64 {
+            nr::KILL => ok(self.kill(pid, a0 as i32, a1)?),
+            nr::TKILL | nr::TGKILL => {
+                // One thread per process: a thread id is its process's id.
+                let (tgid, tid, signal) =
+                    if number == nr::TGKILL { (a0 as i32, a1 as i32, a2) } else { (a0 as i32, a0 as i32, a1) };
+                if tid <= 0 || tgid <= 0 {
                     return Err(EINVAL);
                 }
-                rt::log::warn!("pid {pid} ({}) killed by {} (sent to itself)", p.exe, signal_name(signal as u32));
-                self.end(pid, Status::Killed(signal as u32));
-                Ok(None)
+                if tid != tgid {
+                    return Err(ESRCH);
+                }
+                ok(self.kill(pid, tid, signal)?)
             }
             _ => Err(ENOSYS),
         }
@@ -412,6 +456,18 @@ impl Server {
                 Ok(data.len())
             }
             Open::Null { .. } => Ok(data.len()),
+            Open::Pipe(end) => {
+                if at.is_some() {
+                    return Err(ESPIPE);
+                }
+                let written = end.write(data);
+                drop(open);
+                if written == Err(EPIPE) {
+                    let info = lpx::proc::SigInfo { signo: lpx::proc::SIGPIPE, pid, ..Default::default() };
+                    self.send_signal(pid, info);
+                }
+                written
+            }
             Open::File(f) => {
                 if f.directory {
                     return Err(EISDIR);
