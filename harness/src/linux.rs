@@ -464,7 +464,7 @@ fn download_into(package: &str, tmp: &Path, package_dir: &Path) -> Result<(), Li
 }
 
 /// The static busybox binary of the `busybox-static` package.
-fn find_busybox() -> Result<PathBuf, LinuxError> {
+pub fn find_busybox() -> Result<PathBuf, LinuxError> {
     let path = BUSYBOX_PATHS.iter().map(PathBuf::from).find(|p| p.is_file()).ok_or(LinuxError::BusyboxMissing)?;
     let data = read(&path)?;
     check_static_x86_64(&data).map_err(|why| LinuxError::BusyboxNotStatic { path: path.clone(), why })?;

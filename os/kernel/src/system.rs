@@ -396,7 +396,13 @@ fn write_return(frame: &mut TrapFrame, r: &Return) {
 
 fn report_ended(k: &mut Kernel<Arch>) {
     while let Some(end) = k.take_ended() {
-        log::info!("task {} exited with status {}", end.name, end.status);
+        if end.status == -1 {
+            // Ended by its creator (`CapRevoke`), as linuxd ends every Linux process: the
+            // creator reports it if it matters; at `info` it would interleave with output.
+            log::debug!("task {} ended by its creator", end.name);
+        } else {
+            log::info!("task {} exited with status {}", end.name, end.status);
+        }
         if end.was_init {
             crate::shutdown::init_ended(end.status);
         }

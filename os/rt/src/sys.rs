@@ -167,6 +167,11 @@ pub fn cap_info(handle: Handle) -> Result<(u64, u32, u64), Error> {
     syscall(Sys::CapInfo, handle, [0; 7]).map(|r| (r[0], r[1] as u32, r[2]))
 }
 
+/// The number of the thread `thread` designates, as `SYSCALL` messages carry it.
+pub fn thread_number(thread: Handle) -> Result<u32, Error> {
+    syscall(Sys::CapInfo, thread, [0; 7]).map(|r| r[4] as u32)
+}
+
 /// A new endpoint.
 pub fn endpoint_create() -> Result<Handle, Error> {
     syscall(Sys::EndpointCreate, 0, [0; 7]).map(|r| r[0] as Handle)

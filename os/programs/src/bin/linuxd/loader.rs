@@ -76,8 +76,7 @@ impl Server {
             }
         }
         let name = procs::task_name(&path);
-        let me = sys::task_info(0)?;
-        if me.quota.saturating_sub(me.used) < PROCESS_TASK_QUOTA + LINUXD_RESERVE {
+        if !memory::room_for(PROCESS_TASK_QUOTA) {
             return Err(Refusal(ENOMEM, String::from("linuxd's quota is exhausted")));
         }
         p.task = sys::task_create(PROCESS_TASK_QUOTA, 64, PROCESS_PRIORITY, name)?;
@@ -101,6 +100,7 @@ impl Server {
         argv: &[&[u8]],
         envp: &[&[u8]],
     ) -> Result<(), Refusal> {
+        let identity = file.stat().ok().map(|s| (s.mount, s.ino, s.size, s.mtime, s.ctime));
         // Segments sharing pages form one region with the union of their permissions.
         let mut groups: Vec<(u64, u64, u32, Vec<elf::Segment>)> = Vec::new();
         for s in elf.segments() {
@@ -141,6 +141,14 @@ impl Server {
                 continue;
             }
             p.space.add(*start, file_end - start, prot, Kind::Image, 0).map_err(misplaced)?;
+            // Read-only groups come from (and go to) the image cache.
+            let key = identity
+                .filter(|_| prot & PROT_WRITE == 0)
+                .map(|(mount, ino, size, mtime, ctime)| (mount, ino, size, mtime, ctime, *start, file_end - start));
+            if let Some(cached) = key.as_ref().and_then(memory::cached_image) {
+                p.share(cached, prot).map_err(|e| Refusal(e, String::from("out of memory")))?;
+                continue;
+            }
             let chunk =
                 p.commit(*start, file_end - start, prot).map_err(|e| Refusal(e, String::from("out of memory")))?;
             for s in segments {
@@ -149,6 +157,9 @@ impl Server {
                 // start` bytes, and the segment's file bytes lie inside them (checked by `elf`).
                 let dest = unsafe { core::slice::from_raw_parts_mut(at as *mut u8, s.file_len as usize) };
                 read_full(file, s.offset, dest).map_err(|e| Refusal(fs_errno(e), String::from(e.text())))?;
+            }
+            if let Some(key) = key {
+                memory::cache_image(key, chunk);
             }
         }
         // The brk heap after the program, the stack at the top.

@@ -152,6 +152,10 @@ struct Process {
     signals: Signals,
     /// Whether it has called `execve` (a parent may no longer `setpgid` it).
     execed: bool,
+    /// A `vfork` child sharing its parent's memory (`clone` with `CLONE_VM`): the parent's pid.
+    /// Its thread runs in the parent's task (`task` is the parent's handle, never freed through
+    /// the child) and it holds the parent's `space` until it execs or ends.
+    lent_by: Option<u32>,
 }
 
 /// An ended child its parent has not waited for.
@@ -218,6 +222,9 @@ struct Server {
     block: Block,
     /// The child a `vfork` returning `BLOCK` waits for (set by it).
     vfork_child: Option<u32>,
+    /// Threads of `CLONE_VM` children, running in their parent's task (so their system calls
+    /// carry the parent's badge): thread number to pid.
+    thread_pids: BTreeMap<u32, u32>,
     zombies: BTreeMap<u32, Zombie>,
     /// Nanoseconds since 1970 at boot (from the file system's clock), for CLOCK_REALTIME.
     realtime_base: u64,
@@ -274,6 +281,7 @@ impl Server {
             parked: Vec::new(),
             block: Block::default(),
             vfork_child: None,
+            thread_pids: BTreeMap::new(),
             zombies: BTreeMap::new(),
             realtime_base: 0,
             hwcap,
@@ -327,7 +335,8 @@ impl Server {
             };
             match message.label {
                 label::SYSCALL if badge & BADGE_KIND == BADGE_SYSCALL => {
-                    let pid = badge as u32;
+                    let thread = info::thread(info_word);
+                    let pid = self.thread_pids.get(&thread).copied().unwrap_or(badge as u32);
                     if let Some(rax) = self.syscall(pid, message.words) {
                         let _ = sys::reply(&Message::new(0, [rax, 0, 0, 0]));
                     }
@@ -520,7 +529,15 @@ impl Server {
     /// a process a client started, the client is told).
     fn end(&mut self, pid: u32, status: Status) {
         let Some(mut p) = self.procs.remove(&pid) else { return };
-        p.teardown();
+        let (lent_by, task, thread) = (p.lent_by.take(), p.task, p.thread);
+        let space = core::mem::replace(&mut p.space, Space::new());
+        self.drop_image(pid, lent_by, task, thread, space);
+        p.fds.clear();
+        // Children running in its task have lost their thread with it.
+        let borrowers: Vec<u32> = self.procs.values().filter(|c| c.lent_by == Some(pid)).map(|c| c.pid).collect();
+        for child in borrowers {
+            self.end(child, Status::Killed(lpx::proc::SIGKILL));
+        }
         self.parked.retain(|parked| {
             if parked.pid == pid {
                 let _ = sys::cap_close(parked.reply);

@@ -8,21 +8,13 @@ impl Process {
     /// process, mapped there with `prot` and here read-write.
     pub(crate) fn commit(&mut self, start: u64, len: u64, prot: u32) -> Result<Chunk, Errno> {
         // The object is linuxd's; what linuxd keeps for itself is never given out.
-        let me = sys::task_info(0).map_err(|_| ENOMEM)?;
-        if me.quota.saturating_sub(me.used) < len + LINUXD_RESERVE {
+        if !room_for(len) {
             return Err(ENOMEM);
         }
         let memory = sys::memory_create(0, len).map_err(|_| ENOMEM)?;
         let mirror = mirror_alloc(len)?;
-        let mut perms = map::READ;
-        if prot & PROT_WRITE != 0 {
-            perms |= map::WRITE;
-        }
-        if prot & PROT_EXEC != 0 {
-            perms |= map::EXECUTE;
-        }
         let mapped = sys::memory_map(memory, 0, mirror, 0, len, map::READ | map::WRITE)
-            .and_then(|()| sys::memory_map(memory, self.task, start, 0, len, perms));
+            .and_then(|()| sys::memory_map(memory, self.task, start, 0, len, perms(prot)));
         if mapped.is_err() {
             free_memory(memory);
             return Err(ENOMEM);
@@ -30,6 +22,16 @@ impl Process {
         let chunk = Chunk { start, len, mirror, memory };
         self.space.commit(chunk);
         Ok(chunk)
+    }
+
+    /// Maps `chunk`, a read-only chunk of another process (a `fork` parent's), into this one
+    /// too: the same memory object, freed when the last process using it lets go.
+    pub(crate) fn share(&mut self, chunk: Chunk, prot: u32) -> Result<(), Errno> {
+        debug_assert!(prot & PROT_WRITE == 0);
+        sys::memory_map(chunk.memory, self.task, chunk.start, 0, chunk.len, perms(prot)).map_err(|_| ENOMEM)?;
+        *shares().entry(chunk.memory).or_insert(0) += 1;
+        self.space.commit(chunk);
+        Ok(())
     }
 
     /// The mirror address of `addr` and the contiguous bytes there, committing if needed.
@@ -219,12 +221,6 @@ impl Process {
         Ok(start)
     }
 
-    /// Ends the task and closes every handle of the process.
-    pub(crate) fn teardown(&mut self) {
-        self.teardown_task();
-        self.fds.clear();
-    }
-
     /// Ends the task and frees the memory (linuxd's objects), keeping the descriptors.
     pub(crate) fn teardown_task(&mut self) {
         free_image(self.task, self.thread, core::mem::replace(&mut self.space, Space::new()));
@@ -251,13 +247,93 @@ impl Process {
             umask: 0o022,
             signals: Signals::new(),
             execed: false,
+            lent_by: None,
         }
     }
 }
 
-/// Destroys a memory object of linuxd's (unmapping it from the process and from here, its
-/// quota back to linuxd) and closes the handle.
+/// The mapping permissions of protection `prot`.
+fn perms(prot: u32) -> u64 {
+    let mut perms = map::READ;
+    if prot & PROT_WRITE != 0 {
+        perms |= map::WRITE;
+    }
+    if prot & PROT_EXEC != 0 {
+        perms |= map::EXECUTE;
+    }
+    perms
+}
+
+/// How many users beyond the first each shared memory object has (read-only chunks shared by
+/// `fork` and by the image cache).
+struct Shares(RefCell<BTreeMap<Handle, u32>>);
+
+// Safety: linuxd has one thread; the maps are only reached through `shares` and `images`,
+// never across threads.
+unsafe impl Sync for Shares {}
+
+static SHARES: Shares = Shares(RefCell::new(BTreeMap::new()));
+
+fn shares() -> core::cell::RefMut<'static, BTreeMap<Handle, u32>> {
+    SHARES.0.borrow_mut()
+}
+
+/// A program file's read-only segment group: the file (mount, inode, size, modification and
+/// change times) and the group's address and length.
+pub(crate) type ImageKey = (u32, u64, u64, u64, u64, u64, u64);
+
+/// The image cache: read-only segments of programs run before, kept (one reference each) so
+/// that the next `execve` of the same file maps them instead of reading them again.
+struct Images(RefCell<BTreeMap<ImageKey, Chunk>>);
+
+// Safety: as for `Shares`.
+unsafe impl Sync for Images {}
+
+static IMAGES: Images = Images(RefCell::new(BTreeMap::new()));
+
+/// The cached chunk for `key`, if any.
+pub(crate) fn cached_image(key: &ImageKey) -> Option<Chunk> {
+    IMAGES.0.borrow().get(key).copied()
+}
+
+/// Keeps `chunk` (just loaded, read-only) in the image cache.
+pub(crate) fn cache_image(key: ImageKey, chunk: Chunk) {
+    if IMAGES.0.borrow_mut().insert(key, chunk).is_none() {
+        *shares().entry(chunk.memory).or_insert(0) += 1;
+    }
+}
+
+/// Empties the image cache (memory is short): images no process uses are freed.
+pub(crate) fn flush_images() -> bool {
+    let images = core::mem::take(&mut *IMAGES.0.borrow_mut());
+    let any = !images.is_empty();
+    for chunk in images.into_values() {
+        free_memory(chunk.memory);
+    }
+    any
+}
+
+/// Whether linuxd can give `bytes` more of its quota to processes (flushing the image cache
+/// if that makes room).
+pub(crate) fn room_for(bytes: u64) -> bool {
+    let fits = || sys::task_info(0).is_ok_and(|me| me.quota.saturating_sub(me.used) >= bytes + LINUXD_RESERVE);
+    fits() || (flush_images() && fits())
+}
+
+/// Lets go of a memory object of linuxd's: if no other process uses it, destroys it
+/// (unmapping it from the process and from here, its quota back to linuxd) and closes the
+/// handle. (A process that still maps it keeps its mapping until its task ends.)
 pub(crate) fn free_memory(memory: Handle) {
+    {
+        let mut shares = shares();
+        if let Some(count) = shares.get_mut(&memory) {
+            *count -= 1;
+            if *count == 0 {
+                shares.remove(&memory);
+            }
+            return;
+        }
+    }
     let _ = sys::cap_revoke(memory);
     let _ = sys::cap_close(memory);
 }

@@ -53,11 +53,9 @@ impl Server {
         let child_pid = self.next_pid;
         let parent = self.procs.get(&pid).ok_or(ESRCH)?;
         let mut regs = sys::thread_regs(parent.thread).map_err(|_| EFAULT)?;
-        let chunks: Vec<(u64, u64, u64, u32)> =
-            parent.space.chunks_with_prot().map(|(c, prot)| (c.start, c.len, c.mirror, prot)).collect();
-        let needed: u64 = chunks.iter().map(|c| c.1).sum();
-        let me = sys::task_info(0).map_err(|_| ENOMEM)?;
-        if me.quota.saturating_sub(me.used) < needed + PROCESS_TASK_QUOTA + LINUXD_RESERVE {
+        let chunks: Vec<(Chunk, u32)> = parent.space.chunks_with_prot().map(|(c, prot)| (*c, prot)).collect();
+        let needed: u64 = chunks.iter().filter(|(_, prot)| prot & PROT_WRITE != 0).map(|(c, _)| c.len).sum();
+        if !memory::room_for(needed + PROCESS_TASK_QUOTA) {
             rt::log::warn!("pid {pid}: fork refused: {needed} bytes to copy, linuxd's quota is exhausted");
             return Err(ENOMEM);
         }
@@ -75,7 +73,13 @@ impl Server {
         let name = task_name(&child.exe);
         child.task = sys::task_create(PROCESS_TASK_QUOTA, 64, PROCESS_PRIORITY, name).map_err(|_| ENOMEM)?;
         let made = (|| -> Result<(), Errno> {
-            for &(start, len, mirror, prot) in &chunks {
+            for &(chunk, prot) in &chunks {
+                let (start, len, mirror) = (chunk.start, chunk.len, chunk.mirror);
+                if prot & PROT_WRITE == 0 {
+                    // Read-only (program text, constants): the same memory, no copy.
+                    child.share(chunk, prot)?;
+                    continue;
+                }
                 let copy = child.commit(start, len, prot)?;
                 // Safety: both mirrors are mapped read-write here for `len` bytes (chunks of
                 // two live processes, released only by linuxd) and are distinct objects.
@@ -120,6 +124,9 @@ impl Server {
         more: [u64; 3],
     ) -> Result<Option<u64>, Errno> {
         let [child_tid, tls, _] = more;
+        if flags & (clone::VM | clone::VFORK | clone::THREAD | clone::SIGHAND) == clone::VM | clone::VFORK {
+            return self.vfork_shared(pid, flags, stack, tls);
+        }
         if stack != 0 || flags & clone::CSIGNAL != SIGCHLD as u64 && flags & clone::CSIGNAL != 0 {
             // A fork with another stack or another exit signal.
             return Err(ENOSYS);
@@ -137,6 +144,64 @@ impl Server {
         let child = self.fork(pid, 0, 0, 0, 0)? as u32;
         self.vfork_child = Some(child);
         Err(BLOCK)
+    }
+
+    /// `clone(CLONE_VM | CLONE_VFORK, stack)` (`posix_spawn`, `popen`): a child that runs on
+    /// `stack` in the parent's task and memory while the parent waits, until it execs or ends.
+    fn vfork_shared(&mut self, pid: u32, flags: u64, stack: u64, tls: u64) -> Result<Option<u64>, Errno> {
+        let child_pid = self.next_pid;
+        let parent = self.procs.get_mut(&pid).ok_or(ESRCH)?;
+        let mut regs = sys::thread_regs(parent.thread).map_err(|_| EFAULT)?;
+        let mut child = Process::blank(child_pid, parent.client, parent.cwd.clone());
+        child.ppid = pid;
+        child.pgid = parent.pgid;
+        child.sid = parent.sid;
+        child.exe = parent.exe.clone();
+        child.fds = parent.fds.clone();
+        child.brk_start = parent.brk_start;
+        child.brk = parent.brk;
+        child.umask = parent.umask;
+        child.signals = parent.signals.forked();
+        regs[regs::RAX] = 0;
+        regs[regs::RSP] = stack;
+        if flags & clone::SETTLS != 0 {
+            regs[regs::FS_BASE] = tls;
+        }
+        let thread = sys::thread_create_in(parent.task, regs[regs::RIP], stack, PROCESS_PRIORITY, 0).map_err(|e| {
+            rt::log::warn!("pid {pid}: no thread for a vfork child: {e}");
+            ENOMEM
+        })?;
+        let number = sys::thread_number(thread);
+        if number.is_err() || sys::set_thread_regs(thread, &regs).is_err() {
+            rt::log::warn!("pid {pid}: cannot start a vfork child");
+            let _ = sys::cap_revoke(thread);
+            let _ = sys::cap_close(thread);
+            return Err(ENOMEM);
+        }
+        child.task = parent.task;
+        child.thread = thread;
+        child.space = core::mem::replace(&mut parent.space, Space::new());
+        child.lent_by = Some(pid);
+        self.thread_pids.insert(number.expect("checked"), child_pid);
+        self.next_pid += 1;
+        self.procs.insert(child_pid, child);
+        self.vfork_child = Some(child_pid);
+        rt::log::debug!("pid {pid}: vfork (shared memory) pid {child_pid}");
+        Err(BLOCK)
+    }
+
+    /// Frees what a process ran in: its own task, thread and memory, or, for a child running
+    /// in `lent_by`'s task, only its thread, the memory going back to that parent (or freed if
+    /// it has ended).
+    pub(crate) fn drop_image(&mut self, pid: u32, lent_by: Option<u32>, task: Handle, thread: Handle, space: Space) {
+        let Some(owner) = lent_by else { return memory::free_image(task, thread, space) };
+        self.thread_pids.retain(|_, p| *p != pid);
+        let _ = sys::cap_revoke(thread);
+        let _ = sys::cap_close(thread);
+        match self.procs.get_mut(&owner) {
+            Some(parent) => parent.space = space,
+            None => memory::free_image(0, 0, space),
+        }
     }
 
     /// Answers the parent waiting in `vfork` for `child`.
@@ -168,7 +233,8 @@ impl Server {
         match self.exec_image(&mut p, &path, &argv, &envp) {
             Ok(()) => {
                 let (task, thread, space, _) = old;
-                memory::free_image(task, thread, space);
+                let lent_by = p.lent_by.take();
+                self.drop_image(pid, lent_by, task, thread, space);
                 for closed in p.fds.close_on_exec() {
                     drop(closed);
                 }

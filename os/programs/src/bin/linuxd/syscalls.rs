@@ -166,6 +166,24 @@ impl Server {
                 need(fs)?.rename(&from, &to).map_err(fs_errno)?;
                 ok(0)
             }
+            nr::SYMLINK | nr::SYMLINKAT => {
+                let (target, dirfd, path) =
+                    if number == nr::SYMLINK { (a0, AT_FDCWD, a1) } else { (a0, a1 as i32 as i64, a2) };
+                let target = String::from_utf8(p.read_cstr(target)?).map_err(|_| EINVAL)?;
+                if target.is_empty() {
+                    return Err(ENOENT);
+                }
+                let path = p.path_arg(dirfd, path)?;
+                need(fs)?.symlink(&target, &path).map_err(fs_errno)?;
+                ok(0)
+            }
+            nr::CHMOD | nr::FCHMODAT => {
+                let (dirfd, path, mode) =
+                    if number == nr::CHMOD { (AT_FDCWD, a0, a1) } else { (a0 as i32 as i64, a1, a2) };
+                let path = p.path_arg(dirfd, path)?;
+                need(fs)?.chmod(&path, (mode & 0o7777) as u16).map_err(fs_errno)?;
+                ok(0)
+            }
             nr::READLINK => ok(p.readlink(fs, AT_FDCWD, a0, a1, a2)? as u64),
             nr::READLINKAT => {
                 let [size, ..] = more(p)?;
@@ -393,6 +411,10 @@ impl Server {
                 ok(0)
             }
             nr::SIGALTSTACK => ok(self.sigaltstack(pid, a0, a1)?),
+            nr::SENDFILE => {
+                let [count, ..] = more(p)?;
+                ok(self.sendfile(pid, a0 as i32 as i64, a1 as i32 as i64, a2, count)? as u64)
+            }
             nr::PIPE => ok(p.pipe2(a0, 0)?),
             nr::PIPE2 => ok(p.pipe2(a0, a1)?),
             nr::POLL | nr::PPOLL | nr::SELECT | nr::PSELECT6 => {
@@ -439,6 +461,35 @@ impl Server {
             }
             _ => Err(ENOSYS),
         }
+    }
+
+    /// `sendfile(out, in, offset, count)`: from a regular file (at `*offset`, updated, or at
+    /// its position, advanced) to any descriptor; at most `IO_MAX` bytes, and only what was
+    /// written is consumed (a write that must wait leaves everything in place).
+    fn sendfile(&mut self, pid: u32, out: i64, input: i64, offset: u64, count: u64) -> Result<usize, Errno> {
+        let p = self.procs.get_mut(&pid).ok_or(ESRCH)?;
+        let from = match offset {
+            0 => p.lseek(input, 0, 1)?,
+            at => {
+                let mut word = [0u8; 8];
+                p.read_mem(at, &mut word)?;
+                u64::from_le_bytes(word)
+            }
+        };
+        if !matches!(&*p.fds.get(input)?.borrow(), Open::File(f) if !f.directory) {
+            return Err(EINVAL);
+        }
+        let data = p.read_fd(input, count as usize, Some(from))?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let written = self.write_fd(pid, out, &data, None)?;
+        let p = self.procs.get_mut(&pid).ok_or(ESRCH)?;
+        match offset {
+            0 => p.lseek(input, (from + written as u64) as i64, 0).map(|_| ())?,
+            at => p.write_mem(at, &(from + written as u64).to_le_bytes())?,
+        }
+        Ok(written)
     }
 
     /// `write` on `fd` of `pid`: the console service, `/dev/null`, or a file.
