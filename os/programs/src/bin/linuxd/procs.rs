@@ -59,16 +59,7 @@ impl Server {
             rt::log::warn!("pid {pid}: fork refused: {needed} bytes to copy, linuxd's quota is exhausted");
             return Err(ENOMEM);
         }
-        let mut child = Process::blank(child_pid, parent.client, parent.cwd.clone());
-        child.ppid = pid;
-        child.pgid = parent.pgid;
-        child.sid = parent.sid;
-        child.exe = parent.exe.clone();
-        child.fds = parent.fds.clone();
-        child.brk_start = parent.brk_start;
-        child.brk = parent.brk;
-        child.umask = parent.umask;
-        child.signals = parent.signals.forked();
+        let mut child = parent.child(child_pid);
         child.space = parent.space.layout();
         let name = task_name(&child.exe);
         child.task = sys::task_create(PROCESS_TASK_QUOTA, 64, PROCESS_PRIORITY, name).map_err(|_| ENOMEM)?;
@@ -152,16 +143,7 @@ impl Server {
         let child_pid = self.next_pid;
         let parent = self.procs.get_mut(&pid).ok_or(ESRCH)?;
         let mut regs = sys::thread_regs(parent.thread).map_err(|_| EFAULT)?;
-        let mut child = Process::blank(child_pid, parent.client, parent.cwd.clone());
-        child.ppid = pid;
-        child.pgid = parent.pgid;
-        child.sid = parent.sid;
-        child.exe = parent.exe.clone();
-        child.fds = parent.fds.clone();
-        child.brk_start = parent.brk_start;
-        child.brk = parent.brk;
-        child.umask = parent.umask;
-        child.signals = parent.signals.forked();
+        let mut child = parent.child(child_pid);
         regs[regs::RAX] = 0;
         regs[regs::RSP] = stack;
         if flags & clone::SETTLS != 0 {
@@ -420,6 +402,23 @@ impl Server {
 }
 
 impl Process {
+    /// A new process `pid` forked from this one, with no task yet: the same parent-visible
+    /// state (groups, program, descriptors, working directory, heap bounds, umask, signal
+    /// dispositions and mask).
+    fn child(&self, pid: u32) -> Process {
+        let mut child = Process::blank(pid, self.client, self.cwd.clone());
+        child.ppid = self.pid;
+        child.pgid = self.pgid;
+        child.sid = self.sid;
+        child.exe = self.exe.clone();
+        child.fds = self.fds.clone();
+        child.brk_start = self.brk_start;
+        child.brk = self.brk;
+        child.umask = self.umask;
+        child.signals = self.signals.forked();
+        child
+    }
+
     /// A NULL-terminated array of strings at `addr` (`argv`, `envp`; NULL is an empty one),
     /// charged to `budget` bytes.
     pub(crate) fn string_array(&mut self, addr: u64, budget: &mut usize) -> Result<Vec<Vec<u8>>, Errno> {
