@@ -217,9 +217,7 @@ impl Server {
                 let (task, thread, space, _) = old;
                 let lent_by = p.lent_by.take();
                 self.drop_image(pid, lent_by, task, thread, space);
-                for closed in p.fds.close_on_exec() {
-                    drop(closed);
-                }
+                drop(p.fds.close_on_exec());
                 p.signals.exec();
                 p.execed = true;
                 rt::log::debug!("pid {pid}: exec {path}");

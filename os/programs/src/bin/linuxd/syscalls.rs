@@ -18,14 +18,14 @@ impl Server {
             Ok(Some(v)) => v,
             Ok(None) => return None,
             Err(BLOCK) => {
-                let wait = match number {
-                    _ if self.vfork_child.is_some() => Wait::Vfork { child: self.vfork_child.take().expect("checked") },
-                    nr::NANOSLEEP | nr::CLOCK_NANOSLEEP => Wait::Sleep,
-                    nr::RT_SIGSUSPEND | nr::PAUSE => {
+                let wait = match (self.vfork_child.take(), number) {
+                    (Some(child), _) => Wait::Vfork { child },
+                    (None, nr::NANOSLEEP | nr::CLOCK_NANOSLEEP) => Wait::Sleep,
+                    (None, nr::RT_SIGSUSPEND | nr::PAUSE) => {
                         let mask = self.procs.get(&pid).map_or(0, |p| p.signals.suspended_from);
                         Wait::Suspend { mask }
                     }
-                    _ => Wait::Retry { number, args: [a0, a1, a2] },
+                    (None, _) => Wait::Retry { number, args: [a0, a1, a2] },
                 };
                 self.park(pid, wait);
                 return None;
@@ -468,6 +468,9 @@ impl Server {
     /// written is consumed (a write that must wait leaves everything in place).
     fn sendfile(&mut self, pid: u32, out: i64, input: i64, offset: u64, count: u64) -> Result<usize, Errno> {
         let p = self.procs.get_mut(&pid).ok_or(ESRCH)?;
+        if !matches!(&*p.fds.get(input)?.borrow(), Open::File(f) if !f.directory) {
+            return Err(EINVAL);
+        }
         let from = match offset {
             0 => p.lseek(input, 0, 1)?,
             at => {
@@ -476,9 +479,6 @@ impl Server {
                 u64::from_le_bytes(word)
             }
         };
-        if !matches!(&*p.fds.get(input)?.borrow(), Open::File(f) if !f.directory) {
-            return Err(EINVAL);
-        }
         let data = p.read_fd(input, count as usize, Some(from))?;
         if data.is_empty() {
             return Ok(0);
