@@ -214,10 +214,10 @@ pub mod info {
     pub const fn label(info: u64) -> u32 {
         info as u32
     }
-    /// Where a `SYSCALL` message's info word carries the calling thread's number (the `r4` of
-    /// `CapInfo` on a capability to that thread).
+    /// Where a `SYSCALL` or `FAULT` message's info word carries the calling (faulting) thread's
+    /// number (the `r4` of `CapInfo` on a capability to that thread).
     pub const THREAD_SHIFT: u32 = 40;
-    /// The calling thread's number in a `SYSCALL` message's info word.
+    /// The calling thread's number in a `SYSCALL` or `FAULT` message's info word.
     pub const fn thread(info: u64) -> u32 {
         (info >> THREAD_SHIFT) as u32
     }
@@ -281,7 +281,8 @@ pub const TASK_NAME_MAX: usize = 32;
 
 /// Labels the kernel puts on messages it sends on a thread's behalf.
 pub mod label {
-    /// A fault message to a task's supervisor: words = vector, error code, address, rip.
+    /// A fault message to a task's supervisor: words = vector, error code, address, rip; the
+    /// faulting thread's number in the info word (`info::thread`).
     pub const FAULT: u32 = 0xffff_0001;
     /// The bound notification was signalled while the thread received: word 0 = the bits.
     pub const NOTIFY: u32 = 0xffff_0002;

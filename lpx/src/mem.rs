@@ -243,18 +243,81 @@ impl Space {
         out
     }
 
-    /// Sets the protection of every region wholly inside `[start, start + len)`; returns how
-    /// many there were. (Committed chunks keep their mapping's permissions: docs/linux.md.)
-    pub fn protect(&mut self, start: u64, len: u64, prot: u32) -> usize {
+    /// Sets the protection of `[start, start + len)`: regions partly inside are split at its
+    /// edges, so only the range changes. A committed chunk straddling an edge cannot be split
+    /// (it is one mapping): it keeps its protection and the edge moves to the chunk's end
+    /// (docs/linux.md, "Limits"). Returns the committed chunks whose protection changed (to be
+    /// mapped again with it) and whether any region was touched.
+    pub fn protect(&mut self, start: u64, len: u64, prot: u32) -> (Vec<Chunk>, bool) {
         let end = start.saturating_add(len);
-        let mut n = 0;
-        for r in self.regions.values_mut() {
-            if r.start >= start && r.end <= end {
-                r.prot = prot;
-                n += 1;
+        let hit: Vec<u64> = self.regions.values().filter(|r| r.start < end && start < r.end).map(|r| r.start).collect();
+        let mut changed = Vec::new();
+        for key in &hit {
+            let Some(mut r) = self.regions.remove(key) else { continue };
+            let (mut lo, mut hi) = (start.max(r.start), end.min(r.end));
+            for c in r.chunks.values() {
+                let c_end = c.start + c.len;
+                if c.start < lo && lo < c_end {
+                    lo = c_end;
+                }
+                if c.start < hi && hi < c_end {
+                    hi = c.start;
+                }
+            }
+            if lo >= hi || r.prot == prot {
+                self.regions.insert(r.start, r);
+                continue;
+            }
+            let mut upper_chunks = r.chunks.split_off(&hi);
+            let middle_chunks = r.chunks.split_off(&lo);
+            if hi < r.end {
+                let mut upper = r.clone();
+                upper.start = hi;
+                upper.limit = r.limit.clamp(hi, r.end);
+                upper.chunks = core::mem::take(&mut upper_chunks);
+                self.regions.insert(hi, upper);
+            }
+            let mut middle = r.clone();
+            middle.start = lo;
+            middle.end = hi;
+            middle.limit = r.limit.clamp(lo, hi);
+            middle.prot = prot;
+            changed.extend(middle_chunks.values().copied());
+            middle.chunks = middle_chunks;
+            self.regions.insert(lo, middle);
+            if r.start < lo {
+                r.end = lo;
+                r.limit = r.limit.min(lo);
+                self.regions.insert(r.start, r);
             }
         }
-        n
+        if !changed.is_empty() || !hit.is_empty() {
+            self.merge();
+        }
+        (changed, !hit.is_empty())
+    }
+
+    /// Joins neighbouring regions that differ only in their bounds (pieces `protect` split
+    /// and gave the same protection again), so repeated `mprotect`s keep the count small.
+    fn merge(&mut self) {
+        let starts: Vec<u64> = self.regions.keys().copied().collect();
+        let mut prev: Option<u64> = None;
+        for at in starts {
+            let joins = prev.and_then(|p| self.regions.get(&p)).zip(self.regions.get(&at)).is_some_and(|(a, b)| {
+                a.end == b.start
+                    && a.limit == a.end
+                    && (a.prot, a.kind, a.base, a.chunk) == (b.prot, b.kind, b.base, b.chunk)
+            });
+            if joins {
+                let b = self.regions.remove(&at).expect("present");
+                let a = self.regions.get_mut(&prev.expect("joins")).expect("present");
+                a.end = b.end;
+                a.limit = b.limit;
+                a.chunks.extend(b.chunks);
+            } else {
+                prev = Some(at);
+            }
+        }
     }
 
     /// The highest `len`-byte free range ending at or below `top` and starting at or above
@@ -339,6 +402,35 @@ mod tests {
         assert_eq!(s.add(0x40000, 0x1000, RW, Kind::Anonymous, 0), Err(SpaceError::Overlap));
         assert_eq!(s.add(0x1001, 0x1000, RW, Kind::Anonymous, 0), Err(SpaceError::Invalid));
         assert_eq!(s.add(USER_END - 0x1000, 0x2000, RW, Kind::Anonymous, 0), Err(SpaceError::Invalid));
+    }
+
+    #[test]
+    fn protect_splits_a_region_at_the_range_and_joins_it_again() {
+        let mut s = Space::new();
+        // A thread stack as glibc makes it: all PROT_NONE, then all but the guard page RW.
+        s.add(0x100_0000, 0x10_0000, 0, Kind::Anonymous, 0x4_0000).unwrap();
+        let (changed, touched) = s.protect(0x100_1000, 0xf_f000, RW);
+        assert!(changed.is_empty() && touched);
+        assert_eq!(s.regions().count(), 2);
+        assert_eq!(s.access(0x100_0800, true), Access::Fault, "the guard page");
+        assert_eq!(s.access(0x10f_fff8, true), Access::Commit { start: 0x10c_0000, len: 0x4_0000, prot: RW });
+        assert_eq!(s.access(0x100_1000, true), Access::Commit { start: 0x100_1000, len: 0x3_f000, prot: RW });
+        let c = commit(&mut s, 0x10f_fff8, 0x9000_0000);
+        // Back to read-only: the committed chunk is reported to be mapped again.
+        let (changed, _) = s.protect(0x10c_0000, 0x4_0000, PROT_READ);
+        assert_eq!(changed, [c]);
+        assert_eq!(s.access(0x10f_fff8, true), Access::Fault);
+        assert_eq!(s.regions().count(), 3);
+        // RW again: the pieces join.
+        s.protect(0x10c_0000, 0x4_0000, RW);
+        assert_eq!(s.regions().count(), 2);
+        assert_eq!(s.access(0x10f_fff8, true), Access::Committed { mirror: 0x9003_fff8, len: 8 });
+        // A chunk straddling an edge keeps its protection; the rest of the range changes.
+        let (changed, _) = s.protect(0x10d_0000, 0x3_0000, PROT_READ);
+        assert!(changed.is_empty(), "the chunk [0x10c0000, 0x1100000) straddles 0x10d0000");
+        assert!(matches!(s.access(0x10f_fff8, true), Access::Committed { .. }));
+        let (changed, touched) = s.protect(0x200_0000, 0x1000, RW);
+        assert!(changed.is_empty() && !touched, "nothing mapped there");
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub const SA_RESETHAND: u64 = 0x8000_0000;
 /// `si_code` values.
 pub const SI_USER: i32 = 0;
 pub const SI_KERNEL: i32 = 0x80;
+/// Sent by `tkill`/`tgkill`.
+pub const SI_TKILL: i32 = -6;
 pub const CLD_EXITED: i32 = 1;
 pub const CLD_KILLED: i32 = 2;
 pub const CLD_DUMPED: i32 = 3;
@@ -196,7 +198,8 @@ impl SigInfo {
         out[0..4].copy_from_slice(&self.signo.to_le_bytes());
         out[8..12].copy_from_slice(&self.code.to_le_bytes());
         match self.signo {
-            SIGSEGV | SIGBUS | SIGILL | SIGFPE | SIGTRAP if self.code != SI_USER => {
+            // A positive code: the kernel's (a fault); zero or negative: sent by a process.
+            SIGSEGV | SIGBUS | SIGILL | SIGFPE | SIGTRAP if self.code > 0 => {
                 out[16..24].copy_from_slice(&self.addr.to_le_bytes());
             }
             _ => {

@@ -1222,7 +1222,8 @@ impl<M: Machine> Kernel<M> {
 
     /// The current thread took a CPU exception in user mode. With a supervisor, the fault
     /// becomes a call to the supervisor's endpoint on the thread's behalf (label FAULT), and the
-    /// supervisor's reply resumes it; without one, the task ends.
+    /// supervisor's reply resumes it; without one, the task ends. The info word carries the
+    /// thread's number (`info::thread`), as a `SYSCALL` message's does.
     pub fn fault(&mut self, fault: Fault) {
         let Some(id) = self.current else { return };
         let task = self.t(id).task;
@@ -1230,7 +1231,7 @@ impl<M: Machine> Kernel<M> {
         match supervisor {
             Some((ep, badge)) => {
                 let message = Message {
-                    info: abi::syscall::label::FAULT as u64,
+                    info: abi::syscall::label::FAULT as u64 | (id.index() as u64) << abi::syscall::info::THREAD_SHIFT,
                     words: [fault.vector, fault.error_code, fault.address, fault.rip],
                     cap: None,
                     badge,

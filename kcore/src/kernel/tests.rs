@@ -561,6 +561,7 @@ fn a_fault_goes_to_the_supervisor_which_resumes_the_thread() {
     assert_eq!(k.schedule(), Some(supervisor));
     let m = ok(k.take_return(supervisor).unwrap());
     assert_eq!((m[0] as u32, m[1], m[2], m[3], m[4], m[6]), (label::FAULT, 14, 4, 0xdead, 0x40_1234, 0xc0de));
+    assert_eq!(abi::syscall::info::thread(m[0]), child.index(), "the faulting thread's number");
     // Resume: reply; the child is ready again, with no result written over its registers.
     ok(now(&mut k, Sys::Reply, 0, [0; 7]));
     sys(&mut k, Sys::Recv, ep, [0, 0, 0, 0, 0, 0, FOREVER]);

@@ -43,6 +43,7 @@ mod pipes;
 mod procs;
 mod signals;
 mod syscalls;
+mod threads;
 
 use files::{Fd, Open};
 use lpx::proc::Ended as Status;
@@ -131,9 +132,17 @@ fn mirror_alloc(len: u64) -> Result<u64, Errno> {
     Ok(at)
 }
 
-/// A Linux process: one task with one thread.
+/// A Linux process: one task with its threads. The fields `tid`, `thread`, `clear_tid` and
+/// `signals.thread` are the state of the thread being served, the others' are in `others`
+/// (`threads.rs`).
 struct Process {
     pid: u32,
+    /// The thread being served: its id, its handle, its `clear_child_tid` word.
+    tid: u32,
+    thread: Handle,
+    clear_tid: u64,
+    /// The other threads.
+    others: Vec<threads::Thread>,
     /// The parent process, 0 for one a client started (or an orphan).
     ppid: u32,
     /// Process group and session.
@@ -142,7 +151,6 @@ struct Process {
     client: u64,
     exe: String,
     task: Handle,
-    thread: Handle,
     space: Space,
     fds: FdTable<Fd>,
     cwd: String,
@@ -168,6 +176,7 @@ struct Zombie {
 /// A system call that waits: its detached reply, and what ends the wait.
 struct Parked {
     pid: u32,
+    tid: u32,
     reply: Handle,
     /// When it ends anyway (`u64::MAX`: never), answering `on_timeout`.
     deadline: u64,
@@ -183,6 +192,8 @@ struct Parked {
 struct Block {
     deadline: Option<(u64, u64)>,
     clear: Vec<(u64, usize)>,
+    /// The wait, if not the call's usual one (`futex`).
+    wait: Option<Wait>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -195,6 +206,8 @@ enum Wait {
     Suspend { mask: u64 },
     /// `vfork`: the child's `execve` or end answers it with the child's pid.
     Vfork { child: u32 },
+    /// `futex` wait: a wake of `addr` matching `bitset` (or the deadline, or a signal).
+    Futex { addr: u64, bitset: u32 },
 }
 
 /// The error a system call's implementation returns to wait: the call is parked and served
@@ -222,9 +235,10 @@ struct Server {
     block: Block,
     /// The child a `vfork` returning `BLOCK` waits for (set by it).
     vfork_child: Option<u32>,
-    /// Threads of `CLONE_VM` children, running in their parent's task (so their system calls
-    /// carry the parent's badge): thread number to pid.
-    thread_pids: BTreeMap<u32, u32>,
+    /// Threads linuxd made in existing tasks (a process's threads, and `CLONE_VM` children
+    /// running in their parent's task), whose messages carry the task's badge: thread number
+    /// to process and thread id.
+    thread_pids: BTreeMap<u32, (u32, u32)>,
     zombies: BTreeMap<u32, Zombie>,
     /// Nanoseconds since 1970 at boot (from the file system's clock), for CLOCK_REALTIME.
     realtime_base: u64,
@@ -335,14 +349,14 @@ impl Server {
             };
             match message.label {
                 label::SYSCALL if badge & BADGE_KIND == BADGE_SYSCALL => {
-                    let thread = info::thread(info_word);
-                    let pid = self.thread_pids.get(&thread).copied().unwrap_or(badge as u32);
-                    if let Some(rax) = self.syscall(pid, message.words) {
+                    let (pid, tid) = self.thread_ids(info::thread(info_word), badge as u32);
+                    if let Some(rax) = self.syscall(pid, tid, message.words) {
                         let _ = sys::reply(&Message::new(0, [rax, 0, 0, 0]));
                     }
                 }
                 label::FAULT if badge & BADGE_KIND == BADGE_FAULT => {
-                    if self.fault(badge as u32, message.words) {
+                    let (pid, tid) = self.thread_ids(info::thread(info_word), badge as u32);
+                    if self.fault(pid, tid, message.words) {
                         let _ = sys::reply(&Message::default());
                     }
                 }
@@ -368,12 +382,13 @@ impl Server {
 
     // ---- Waiting system calls ----
 
-    /// Parks the system call being served (its implementation returned `BLOCK`).
-    fn park(&mut self, pid: u32, wait: Wait) {
+    /// Parks the system call of thread `tid` being served (its implementation returned
+    /// `BLOCK`).
+    fn park(&mut self, pid: u32, tid: u32, wait: Wait) {
         let block = core::mem::take(&mut self.block);
         let (deadline, on_timeout) = block.deadline.unwrap_or((u64::MAX, 0));
         match sys::reply_detach() {
-            Ok(reply) => self.parked.push(Parked { pid, reply, deadline, on_timeout, clear: block.clear, wait }),
+            Ok(reply) => self.parked.push(Parked { pid, tid, reply, deadline, on_timeout, clear: block.clear, wait }),
             Err(e) => {
                 // Without a reply capability the call cannot wait: it fails.
                 rt::log::warn!("pid {pid}: cannot wait ({e})");
@@ -384,7 +399,7 @@ impl Server {
 
     /// Answers a parked call with `rax` (after delivering pending signals).
     fn finish(&mut self, parked: Parked, rax: u64) {
-        match self.on_return(parked.pid, rax) {
+        match self.on_return(parked.pid, parked.tid, rax) {
             Some(rax) => {
                 let _ = sys::reply_with(parked.reply, &Message::new(0, [rax, 0, 0, 0]));
             }
@@ -400,7 +415,7 @@ impl Server {
         while progress && !self.parked.is_empty() {
             progress = false;
             for parked in core::mem::take(&mut self.parked) {
-                if !self.procs.contains_key(&parked.pid) {
+                if !self.procs.get_mut(&parked.pid).is_some_and(|p| p.switch_to(parked.tid)) {
                     let _ = sys::cap_close(parked.reply);
                     continue;
                 }
@@ -532,6 +547,8 @@ impl Server {
         let (lent_by, task, thread) = (p.lent_by.take(), p.task, p.thread);
         let space = core::mem::replace(&mut p.space, Space::new());
         self.drop_image(pid, lent_by, task, thread, space);
+        p.drop_other_threads();
+        self.thread_pids.retain(|_, (owner, _)| *owner != pid);
         p.fds.clear();
         // Children running in its task have lost their thread with it.
         let borrowers: Vec<u32> = self.procs.values().filter(|c| c.lent_by == Some(pid)).map(|c| c.pid).collect();
@@ -576,8 +593,8 @@ impl Server {
 
     /// A fault of process `pid`: commits memory and resumes (true), runs its signal handler
     /// (true), or kills it.
-    fn fault(&mut self, pid: u32, [vector, code, address, rip]: [u64; 4]) -> bool {
-        let Some(p) = self.procs.get_mut(&pid) else { return false };
+    fn fault(&mut self, pid: u32, tid: u32, [vector, code, address, rip]: [u64; 4]) -> bool {
+        let Some(p) = self.procs.get_mut(&pid).and_then(|p| p.switch_to(tid).then_some(p)) else { return false };
         let mut why = "";
         if vector == 14 {
             if let Access::Commit { start, len, prot } = p.space.access(address, code & 2 != 0) {

@@ -221,6 +221,28 @@ impl Process {
         Ok(start)
     }
 
+    /// `mprotect(start, len, prot)`: the regions' protection, and the mappings of what is
+    /// committed there (a chunk made inaccessible is unmapped but kept).
+    pub(crate) fn mprotect(&mut self, start: u64, len: u64, prot: u64) -> Result<u64, Errno> {
+        const PROT_GROWSDOWN: u64 = 0x0100_0000;
+        const PROT_GROWSUP: u64 = 0x0200_0000;
+        let prot = prot & !(PROT_GROWSDOWN | PROT_GROWSUP);
+        if prot & !u64::from(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 || start.checked_add(len).is_none() {
+            return Err(EINVAL);
+        }
+        let (changed, touched) = self.space.protect(start, len.next_multiple_of(PAGE), prot as u32);
+        if !touched && len != 0 {
+            return Err(ENOMEM);
+        }
+        for c in changed {
+            let _ = sys::memory_unmap(self.task, c.start);
+            if prot != 0 {
+                sys::memory_map(c.memory, self.task, c.start, 0, c.len, perms(prot as u32)).map_err(|_| ENOMEM)?;
+            }
+        }
+        Ok(0)
+    }
+
     /// Ends the task and frees the memory (linuxd's objects), keeping the descriptors.
     pub(crate) fn teardown_task(&mut self) {
         free_image(self.task, self.thread, core::mem::replace(&mut self.space, Space::new()));
@@ -237,8 +259,11 @@ impl Process {
             sid: pid,
             client,
             exe: String::new(),
-            task: 0,
+            tid: pid,
             thread: 0,
+            clear_tid: 0,
+            others: Vec::new(),
+            task: 0,
             space: Space::new(),
             fds: FdTable::new(),
             cwd,

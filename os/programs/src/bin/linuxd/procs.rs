@@ -7,7 +7,7 @@ use super::*;
 use lpx::proc::{WaitFor, SIGCHLD};
 
 /// `clone` flags linuxd understands.
-mod clone {
+pub(crate) mod clone {
     pub const CSIGNAL: u64 = 0xff;
     pub const VM: u64 = 0x100;
     pub const FS: u64 = 0x200;
@@ -115,6 +115,9 @@ impl Server {
         more: [u64; 3],
     ) -> Result<Option<u64>, Errno> {
         let [child_tid, tls, _] = more;
+        if flags & clone::THREAD != 0 {
+            return self.clone_thread(pid, flags, stack, parent_tid, child_tid, tls).map(Some);
+        }
         if flags & (clone::VM | clone::VFORK | clone::THREAD | clone::SIGHAND) == clone::VM | clone::VFORK {
             return self.vfork_shared(pid, flags, stack, tls);
         }
@@ -127,6 +130,35 @@ impl Server {
         }
         let flags = flags & !(clone::CSIGNAL | clone::CHILD_CLEARTID);
         self.fork(pid, flags, parent_tid, child_tid, tls).map(Some)
+    }
+
+    /// `clone3(args, size)`: `struct clone_args` turned into `clone`'s arguments.
+    pub(crate) fn clone3(&mut self, pid: u32, args: u64, size: u64) -> Result<Option<u64>, Errno> {
+        const VER0: u64 = 64;
+        const KNOWN: usize = 88;
+        if !(VER0..=PAGE).contains(&size) {
+            return Err(EINVAL);
+        }
+        let p = self.procs.get_mut(&pid).ok_or(ESRCH)?;
+        let bytes = p.read_user(args, size as usize)?;
+        if bytes.iter().skip(KNOWN).any(|b| *b != 0) {
+            return Err(E2BIG);
+        }
+        let mut all = [0u8; KNOWN];
+        all[..bytes.len().min(KNOWN)].copy_from_slice(&bytes[..bytes.len().min(KNOWN)]);
+        let word = |i: usize| u64::from_le_bytes(all[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let (flags, child_tid, parent_tid, exit_signal, stack, stack_size, tls) =
+            (word(0), word(2), word(3), word(4), word(5), word(6), word(7));
+        let (set_tid_size, cgroup) = (word(9), word(10));
+        if exit_signal > 0xff || flags & clone::CSIGNAL != 0 || (stack == 0) != (stack_size == 0) {
+            return Err(EINVAL);
+        }
+        if set_tid_size != 0 || cgroup != 0 {
+            // Choosing ids and cgroups needs privileges linuxd does not give.
+            return Err(EPERM);
+        }
+        let top = if stack == 0 { 0 } else { stack.checked_add(stack_size).ok_or(EINVAL)? };
+        self.clone(pid, flags | exit_signal, top, parent_tid, [child_tid, tls, 0])
     }
 
     /// `vfork` (and `clone` with `CLONE_VFORK`): a forked child; the parent waits (parked with
@@ -164,7 +196,7 @@ impl Server {
         child.thread = thread;
         child.space = core::mem::replace(&mut parent.space, Space::new());
         child.lent_by = Some(pid);
-        self.thread_pids.insert(number.expect("checked"), child_pid);
+        self.thread_pids.insert(number.expect("checked"), (child_pid, child_pid));
         self.next_pid += 1;
         self.procs.insert(child_pid, child);
         self.vfork_child = Some(child_pid);
@@ -177,7 +209,7 @@ impl Server {
     /// it has ended).
     pub(crate) fn drop_image(&mut self, pid: u32, lent_by: Option<u32>, task: Handle, thread: Handle, space: Space) {
         let Some(owner) = lent_by else { return memory::free_image(task, thread, space) };
-        self.thread_pids.retain(|_, p| *p != pid);
+        self.thread_pids.retain(|_, (p, _)| *p != pid);
         let _ = sys::cap_revoke(thread);
         let _ = sys::cap_close(thread);
         match self.procs.get_mut(&owner) {
@@ -217,6 +249,16 @@ impl Server {
                 let (task, thread, space, _) = old;
                 let lent_by = p.lent_by.take();
                 self.drop_image(pid, lent_by, task, thread, space);
+                // The other threads went with the old task; the caller's id becomes the pid's.
+                p.drop_other_threads();
+                self.thread_pids.retain(|_, (owner, _)| *owner != pid);
+                self.parked.retain(|parked| {
+                    if parked.pid == pid {
+                        let _ = sys::cap_close(parked.reply);
+                    }
+                    parked.pid != pid
+                });
+                (p.tid, p.clear_tid) = (pid, 0);
                 drop(p.fds.close_on_exec());
                 p.signals.exec();
                 p.execed = true;

@@ -10,7 +10,7 @@
 use super::*;
 use lpx::proc::{
     bit, build_frame, default_action, frame_of_sigreturn, restore, Action, AltStack, SigAction, SigInfo, NSIG,
-    RESTORE_LEN, SA_NODEFER, SA_ONSTACK, SA_RESETHAND, SA_RESTART, SIGKILL, SIG_DFL, SIG_IGN, UNBLOCKABLE,
+    RESTORE_LEN, SA_NODEFER, SA_ONSTACK, SA_RESETHAND, SA_RESTART, SIGKILL, SIG_DFL, SIG_IGN, SI_TKILL, UNBLOCKABLE,
 };
 
 /// The flags `rt_sigreturn` may restore (Linux's FIX_EFLAGS).
@@ -19,29 +19,50 @@ const RESTORABLE_FLAGS: u64 = 0x50dd5;
 const SS_ONSTACK: u32 = 1;
 const SS_DISABLE: u32 = 2;
 
-/// A process's signal state.
+/// A process's signal state: the dispositions and process-directed pending signals, shared by
+/// its threads, and the state of the thread being served (`thread`; the others' is kept in
+/// their [`Thread`] records and swapped in by [`Process::switch_to`]).
 #[derive(Clone)]
 pub(crate) struct Signals {
     actions: [SigAction; NSIG as usize],
-    pub(crate) blocked: u64,
+    /// Signals sent to the process (any thread not blocking one may take it).
     pub(crate) pending: u64,
     info: BTreeMap<u32, SigInfo>,
+    pub(crate) thread: ThreadSignals,
+}
+
+/// One thread's signal state.
+#[derive(Clone, Copy)]
+pub(crate) struct ThreadSignals {
+    pub(crate) blocked: u64,
+    /// Signals sent to this thread (`tgkill`, its own faults).
+    pub(crate) pending: u64,
     pub(crate) altstack: AltStack,
     /// The mask before `rt_sigsuspend` (restored after its handler).
     pub(crate) suspended_from: u64,
     restore_mask: Option<u64>,
 }
 
+impl ThreadSignals {
+    /// A new thread's: the creator's mask, nothing pending, no alternate stack.
+    pub(crate) fn new(blocked: u64) -> ThreadSignals {
+        ThreadSignals {
+            blocked,
+            pending: 0,
+            altstack: AltStack { sp: 0, flags: SS_DISABLE, size: 0 },
+            suspended_from: 0,
+            restore_mask: None,
+        }
+    }
+}
+
 impl Signals {
     pub(crate) fn new() -> Signals {
         Signals {
             actions: [SigAction::default(); NSIG as usize],
-            blocked: 0,
             pending: 0,
             info: BTreeMap::new(),
-            altstack: AltStack { sp: 0, flags: SS_DISABLE, size: 0 },
-            suspended_from: 0,
-            restore_mask: None,
+            thread: ThreadSignals::new(0),
         }
     }
 
@@ -49,9 +70,11 @@ impl Signals {
         self.actions[(signal - 1) as usize]
     }
 
-    /// A `fork` child's: the same dispositions and mask, nothing pending.
+    /// A `fork` child's: the same dispositions, the calling thread's mask and alternate stack,
+    /// nothing pending.
     pub(crate) fn forked(&self) -> Signals {
-        Signals { pending: 0, info: BTreeMap::new(), restore_mask: None, ..self.clone() }
+        let thread = ThreadSignals { pending: 0, restore_mask: None, ..self.thread };
+        Signals { pending: 0, info: BTreeMap::new(), thread, ..self.clone() }
     }
 
     /// After `execve`: handlers go back to the default (ignored signals stay ignored), no
@@ -62,17 +85,27 @@ impl Signals {
                 *a = SigAction::default();
             }
         }
-        self.altstack = AltStack { sp: 0, flags: SS_DISABLE, size: 0 };
+        self.thread.altstack = AltStack { sp: 0, flags: SS_DISABLE, size: 0 };
     }
 
-    /// The lowest pending signal not blocked.
+    /// The lowest signal pending for the current thread (sent to it or to the process) that
+    /// it does not block.
     fn deliverable(&self) -> Option<u32> {
-        let ready = self.pending & !self.blocked;
+        let ready = (self.pending | self.thread.pending) & !self.thread.blocked;
         (ready != 0).then(|| ready.trailing_zeros() + 1)
     }
 
+    /// Signals pending for the current thread.
+    pub(crate) fn pending_here(&self) -> u64 {
+        self.pending | self.thread.pending
+    }
+
     fn take(&mut self, signal: u32) -> SigInfo {
-        self.pending &= !bit(signal);
+        if self.thread.pending & bit(signal) != 0 {
+            self.thread.pending &= !bit(signal);
+        } else {
+            self.pending &= !bit(signal);
+        }
         self.info.remove(&signal).unwrap_or(SigInfo { signo: signal, ..SigInfo::default() })
     }
 
@@ -131,9 +164,15 @@ fn set_regs(r: &mut [u64; regs::COUNT], v: &lpx::proc::Regs) {
 }
 
 impl Server {
-    /// Sends `info.signo` to `pid`: dropped if ignored, the process ended if its action is to
-    /// terminate, else pending (and a waiting call interrupted for the handler).
+    /// Sends `info.signo` to process `pid`.
     pub(crate) fn send_signal(&mut self, pid: u32, info: SigInfo) {
+        self.signal_to(pid, None, info)
+    }
+
+    /// Sends `info.signo` to process `pid`, or to its thread `tid`: dropped if ignored;
+    /// pending; then, unless every thread that may take it blocks it, the process ended if its
+    /// action is to terminate, or a waiting call of such a thread interrupted for the handler.
+    pub(crate) fn signal_to(&mut self, pid: u32, tid: Option<u32>, info: SigInfo) {
         let signal = info.signo;
         let Some(p) = self.procs.get_mut(&pid) else { return };
         if signal == SIGKILL {
@@ -144,9 +183,22 @@ impl Server {
         if p.signals.ignores(signal) {
             return;
         }
-        p.signals.pending |= bit(signal);
+        let takers = match tid {
+            Some(tid) => {
+                if !p.switch_to(tid) {
+                    return;
+                }
+                p.signals.thread.pending |= bit(signal);
+                Vec::from([tid])
+            }
+            None => {
+                p.signals.pending |= bit(signal);
+                p.tids()
+            }
+        };
         p.signals.info.insert(signal, info);
-        if p.signals.blocked & bit(signal) != 0 {
+        let open: Vec<u32> = takers.into_iter().filter(|t| !p.blocks(*t, signal)).collect();
+        if open.is_empty() {
             return;
         }
         if !p.signals.action(signal).is_handler() {
@@ -154,24 +206,29 @@ impl Server {
             self.end(pid, Status::Killed(signal));
             return;
         }
-        self.interrupt(pid);
+        self.interrupt(pid, &open);
     }
 
-    /// A waiting call of `pid` ends for a signal handler: `EINTR`, or (a call other than a
-    /// sleep or poll, with `SA_RESTART`) made again after the handler.
-    fn interrupt(&mut self, pid: u32) {
+    /// A waiting call of one of the threads `tids` of `pid` ends for a signal handler: `EINTR`,
+    /// or (a call other than a sleep or poll, with `SA_RESTART`) made again after the handler.
+    fn interrupt(&mut self, pid: u32, tids: &[u32]) {
         // A `vfork` parent waits for its child whatever signals arrive.
-        let Some(i) = self.parked.iter().position(|p| p.pid == pid && !matches!(p.wait, Wait::Vfork { .. })) else {
+        let Some(i) = self
+            .parked
+            .iter()
+            .position(|p| p.pid == pid && tids.contains(&p.tid) && !matches!(p.wait, Wait::Vfork { .. }))
+        else {
             return;
         };
-        let Some(p) = self.procs.get_mut(&pid) else { return };
+        let tid = self.parked[i].tid;
+        let Some(p) = self.procs.get_mut(&pid).and_then(|p| p.switch_to(tid).then_some(p)) else { return };
         let Some(signal) = p.signals.deliverable() else { return };
         let restart_flag = p.signals.action(signal).flags & SA_RESTART != 0;
         let parked = self.parked.remove(i);
         let restart = match parked.wait {
-            Wait::Sleep | Wait::Vfork { .. } => None,
+            Wait::Sleep | Wait::Vfork { .. } | Wait::Futex { .. } => None,
             Wait::Suspend { mask } => {
-                p.signals.restore_mask = Some(mask);
+                p.signals.thread.restore_mask = Some(mask);
                 None
             }
             Wait::Retry { number, .. } => {
@@ -194,11 +251,12 @@ impl Server {
         }
     }
 
-    /// Before `rax` goes back to `pid`: runs the handler of a deliverable signal (the value
-    /// for rax then is the handler's), ends the process for a fatal one (`None`).
-    pub(crate) fn on_return(&mut self, pid: u32, rax: u64) -> Option<u64> {
+    /// Before `rax` goes back to thread `tid` of `pid`: runs the handler of a deliverable
+    /// signal (the value for rax then is the handler's), ends the process for a fatal one
+    /// (`None`).
+    pub(crate) fn on_return(&mut self, pid: u32, tid: u32, rax: u64) -> Option<u64> {
         loop {
-            let p = self.procs.get_mut(&pid)?;
+            let p = self.procs.get_mut(&pid).and_then(|p| p.switch_to(tid).then_some(p))?;
             let Some(signal) = p.signals.deliverable() else { return Some(rax) };
             let info = p.signals.take(signal);
             let action = p.signals.action(signal);
@@ -223,7 +281,7 @@ impl Server {
     pub(crate) fn deliver_fault(&mut self, pid: u32, info: SigInfo) -> bool {
         let Some(p) = self.procs.get(&pid) else { return false };
         let action = p.signals.action(info.signo);
-        if !action.is_handler() || p.signals.blocked & bit(info.signo) != 0 {
+        if !action.is_handler() || p.signals.thread.blocked & bit(info.signo) != 0 {
             return false;
         }
         let Ok(r) = sys::thread_regs(p.thread) else { return false };
@@ -237,8 +295,8 @@ impl Server {
         let mut r = sys::thread_regs(p.thread).map_err(|_| EFAULT)?;
         let mut saved = regs_of(&r);
         saved.rax = rax;
-        let mask = p.signals.restore_mask.take().unwrap_or(p.signals.blocked);
-        let alt = p.signals.altstack;
+        let mask = p.signals.thread.restore_mask.take().unwrap_or(p.signals.thread.blocked);
+        let alt = p.signals.thread.altstack;
         let on_alt = alt.flags & SS_DISABLE == 0 && saved.rsp.wrapping_sub(alt.sp) < alt.size;
         let top = if action.flags & SA_ONSTACK != 0 && alt.flags & SS_DISABLE == 0 && !on_alt {
             alt.sp + alt.size
@@ -257,7 +315,7 @@ impl Server {
         r[regs::RFLAGS] &= !0x500;
         sys::set_thread_regs(p.thread, &r).map_err(|_| EFAULT)?;
         let own = if action.flags & SA_NODEFER != 0 { 0 } else { bit(info.signo) };
-        p.signals.blocked = (p.signals.blocked | action.mask | own) & !UNBLOCKABLE;
+        p.signals.thread.blocked = (p.signals.thread.blocked | action.mask | own) & !UNBLOCKABLE;
         if action.flags & SA_RESETHAND != 0 {
             p.signals.actions[(info.signo - 1) as usize] = SigAction::default();
         }
@@ -281,7 +339,7 @@ impl Server {
             self.end(pid, Status::Killed(SIGSEGV));
             return Ok(None);
         }
-        p.signals.blocked = mask & !UNBLOCKABLE;
+        p.signals.thread.blocked = mask & !UNBLOCKABLE;
         Ok(Some(saved.rax))
     }
 
@@ -309,7 +367,7 @@ impl Server {
             a.mask &= !UNBLOCKABLE;
             p.signals.actions[(signal - 1) as usize] = a;
             if p.signals.ignores(signal) {
-                p.signals.pending &= !bit(signal);
+                p.clear_pending(signal);
                 p.signals.info.remove(&signal);
             }
         }
@@ -333,12 +391,12 @@ impl Server {
             None
         };
         if old != 0 {
-            p.write_mem(old, &p.signals.blocked.to_le_bytes())?;
+            p.write_mem(old, &p.signals.thread.blocked.to_le_bytes())?;
         }
         if let Some(set) = new {
-            p.signals.blocked = match how {
-                SIG_BLOCK => p.signals.blocked | set,
-                SIG_UNBLOCK => p.signals.blocked & !set,
+            p.signals.thread.blocked = match how {
+                SIG_BLOCK => p.signals.thread.blocked | set,
+                SIG_UNBLOCK => p.signals.thread.blocked & !set,
                 SIG_SETMASK => set,
                 _ => return Err(EINVAL),
             } & !UNBLOCKABLE;
@@ -355,13 +413,13 @@ impl Server {
                 p.read_mem(addr, &mut bytes)?;
                 u64::from_le_bytes(bytes) & !UNBLOCKABLE
             }
-            None => p.signals.blocked,
+            None => p.signals.thread.blocked,
         };
-        p.signals.suspended_from = p.signals.blocked;
-        p.signals.blocked = mask;
+        p.signals.thread.suspended_from = p.signals.thread.blocked;
+        p.signals.thread.blocked = mask;
         if p.signals.deliverable().is_some() {
             // Already pending: the handler runs now, and the old mask comes back after it.
-            p.signals.restore_mask = Some(p.signals.suspended_from);
+            p.signals.thread.restore_mask = Some(p.signals.thread.suspended_from);
             return Err(EINTR);
         }
         Err(BLOCK)
@@ -371,7 +429,7 @@ impl Server {
     pub(crate) fn sigaltstack(&mut self, pid: u32, new: u64, old: u64) -> Result<u64, Errno> {
         const MINSIGSTKSZ: u64 = 2048;
         let p = self.procs.get_mut(&pid).ok_or(ESRCH)?;
-        let current = p.signals.altstack;
+        let current = p.signals.thread.altstack;
         let rsp = sys::thread_regs(p.thread).map(|r| r[regs::RSP]).unwrap_or(0);
         let on = current.flags & SS_DISABLE == 0 && rsp.wrapping_sub(current.sp) < current.size;
         if old != 0 {
@@ -393,7 +451,7 @@ impl Server {
             if flags & !(SS_DISABLE | (1 << 31)) != 0 {
                 return Err(EINVAL);
             }
-            p.signals.altstack = if flags & SS_DISABLE != 0 {
+            p.signals.thread.altstack = if flags & SS_DISABLE != 0 {
                 AltStack { sp: 0, flags: SS_DISABLE, size: 0 }
             } else {
                 if word(16) < MINSIGSTKSZ {
@@ -426,6 +484,25 @@ impl Server {
                 let info = SigInfo { signo: signal as u32, code: lpx::proc::SI_USER, pid, status: 0, addr: 0 };
                 self.send_signal(t, info);
             }
+        }
+        Ok(0)
+    }
+
+    /// `tgkill(tgid, tid, signal)` (`tgid` -1: `tkill`, any process): the signal for thread
+    /// `tid` of process `tgid`.
+    pub(crate) fn tgkill(&mut self, pid: u32, tgid: i32, tid: u32, signal: u64) -> Result<u64, Errno> {
+        if signal > NSIG as u64 {
+            return Err(EINVAL);
+        }
+        let owner = self
+            .procs
+            .values()
+            .find(|p| (tgid == -1 || p.pid == tgid as u32) && (p.tid == tid || p.others.iter().any(|t| t.tid == tid)))
+            .map(|p| p.pid)
+            .ok_or(ESRCH)?;
+        if signal != 0 {
+            let info = SigInfo { signo: signal as u32, code: SI_TKILL, pid, status: 0, addr: 0 };
+            self.signal_to(owner, Some(tid), info);
         }
         Ok(0)
     }

@@ -5,10 +5,10 @@ use super::*;
 impl Server {
     // ---- System calls ----
 
-    /// Serves a system call of `pid`; the value for its rax, or `None` to not answer (the
-    /// process ended, or the answer comes later).
-    pub(crate) fn syscall(&mut self, pid: u32, [number, a0, a1, a2]: [u64; 4]) -> Option<u64> {
-        if !self.procs.contains_key(&pid) {
+    /// Serves a system call of thread `tid` of `pid`; the value for its rax, or `None` to not
+    /// answer (the thread or process ended, or the answer comes later).
+    pub(crate) fn syscall(&mut self, pid: u32, tid: u32, [number, a0, a1, a2]: [u64; 4]) -> Option<u64> {
+        if !self.procs.get_mut(&pid).is_some_and(|p| p.switch_to(tid)) {
             return None;
         }
         self.block = Block::default();
@@ -20,14 +20,16 @@ impl Server {
             Err(BLOCK) => {
                 let wait = match (self.vfork_child.take(), number) {
                     (Some(child), _) => Wait::Vfork { child },
+                    (None, _) if self.block.wait.is_some() => self.block.wait.take().expect("checked"),
                     (None, nr::NANOSLEEP | nr::CLOCK_NANOSLEEP) => Wait::Sleep,
                     (None, nr::RT_SIGSUSPEND | nr::PAUSE) => {
-                        let mask = self.procs.get(&pid).map_or(0, |p| p.signals.suspended_from);
+                        let p = self.procs.get_mut(&pid).and_then(|p| p.switch_to(tid).then_some(p));
+                        let mask = p.map_or(0, |p| p.signals.thread.suspended_from);
                         Wait::Suspend { mask }
                     }
                     (None, _) => Wait::Retry { number, args: [a0, a1, a2] },
                 };
-                self.park(pid, wait);
+                self.park(pid, tid, wait);
                 return None;
             }
             Err(e) => {
@@ -37,7 +39,7 @@ impl Server {
                 e.to_rax()
             }
         };
-        self.on_return(pid, rax)
+        self.on_return(pid, tid, rax)
     }
 
     pub(crate) fn dispatch(&mut self, pid: u32, number: u64, [a0, a1, a2]: [u64; 3]) -> Result<Option<u64>, Errno> {
@@ -51,7 +53,11 @@ impl Server {
         let Some(p) = self.procs.get_mut(&pid) else { return Ok(None) };
         let ok = |v: u64| Ok(Some(v));
         match number {
-            nr::EXIT | nr::EXIT_GROUP => {
+            nr::EXIT => {
+                self.exit_thread(pid, a0 as u8 as i32);
+                Ok(None)
+            }
+            nr::EXIT_GROUP => {
                 self.end(pid, Status::Exited(a0 as u8 as i32));
                 Ok(None)
             }
@@ -280,8 +286,7 @@ impl Server {
                 if !a0.is_multiple_of(PAGE) {
                     return Err(EINVAL);
                 }
-                p.space.protect(a0, a1.next_multiple_of(PAGE), a2 as u32);
-                ok(0)
+                ok(p.mprotect(a0, a1, a2)?)
             }
             nr::MADVISE => ok(0),
             nr::ARCH_PRCTL => {
@@ -302,7 +307,24 @@ impl Server {
                     _ => Err(EINVAL),
                 }
             }
-            nr::SET_TID_ADDRESS => ok(pid as u64),
+            nr::SET_TID_ADDRESS => {
+                p.clear_tid = a0;
+                ok(p.tid as u64)
+            }
+            nr::FUTEX => {
+                let more = more(p)?;
+                ok(self.futex(pid, a0, a1, a2, more)?)
+            }
+            nr::SCHED_GETAFFINITY => {
+                // One CPU: a mask with bit 0, as long as the caller's buffer allows (Linux
+                // answers with the size of its own mask, 8 bytes here).
+                if a1 < 8 || !a1.is_multiple_of(8) {
+                    return Err(EINVAL);
+                }
+                p.write_mem(a2, &1u64.to_le_bytes())?;
+                ok(8)
+            }
+            nr::SCHED_SETAFFINITY => ok(0),
             nr::SET_ROBUST_LIST => ok(0),
             nr::PRLIMIT64 => {
                 let [old, ..] = more(p)?;
@@ -334,7 +356,8 @@ impl Server {
                 p.write_mem(a0, &u)?;
                 ok(0)
             }
-            nr::GETPID | nr::GETTID => ok(pid as u64),
+            nr::GETPID => ok(pid as u64),
+            nr::GETTID => ok(p.tid as u64),
             nr::GETPPID => ok(if p.ppid == 0 { 1 } else { p.ppid as u64 }),
             nr::GETUID | nr::GETEUID | nr::GETGID | nr::GETEGID => ok(0),
             nr::CLOCK_GETTIME => {
@@ -406,7 +429,7 @@ impl Server {
             }
             nr::PAUSE => self.sigsuspend(pid, None),
             nr::RT_SIGPENDING => {
-                let pending = p.signals.pending & p.signals.blocked;
+                let pending = p.signals.pending_here() & p.signals.thread.blocked;
                 p.write_mem(a0, &pending.to_le_bytes())?;
                 ok(0)
             }
@@ -427,6 +450,7 @@ impl Server {
                 let more = more(p)?;
                 self.clone(pid, a0, a1, a2, more)
             }
+            nr::CLONE3 => self.clone3(pid, a0, a1),
             nr::EXECVE => self.execve(pid, a0, a1, a2),
             nr::WAIT4 => {
                 let [rusage, ..] = more(p)?;
@@ -448,16 +472,12 @@ impl Server {
             }
             nr::KILL => ok(self.kill(pid, a0 as i32, a1)?),
             nr::TKILL | nr::TGKILL => {
-                // One thread per process: a thread id is its process's id.
                 let (tgid, tid, signal) =
-                    if number == nr::TGKILL { (a0 as i32, a1 as i32, a2) } else { (a0 as i32, a0 as i32, a1) };
-                if tid <= 0 || tgid <= 0 {
+                    if number == nr::TGKILL { (a0 as i32, a1 as i32, a2) } else { (-1, a0 as i32, a1) };
+                if tid <= 0 || tgid == 0 || tgid < -1 {
                     return Err(EINVAL);
                 }
-                if tid != tgid {
-                    return Err(ESRCH);
-                }
-                ok(self.kill(pid, tid, signal)?)
+                ok(self.tgkill(pid, tgid, tid as u32, signal)?)
             }
             _ => Err(ENOSYS),
         }
