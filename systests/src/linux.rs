@@ -22,6 +22,36 @@ pub fn compile(name: &str, flags: &[&str]) -> PathBuf {
     harness::linux::compile_static(&source, &binary, flags).unwrap_or_else(|e| panic!("building {name}: {e}"))
 }
 
+/// `tools/linux-tests/<name>.c` built static by `musl-gcc -O2` (Debian's musl-tools), in a file
+/// named `musl-<name>`.
+pub fn compile_musl(name: &str) -> PathBuf {
+    let source = repo().join(format!("tools/linux-tests/{name}.c"));
+    let binary = scratch("linux-bin").join(format!("musl-{name}"));
+    let result = Command::new("musl-gcc").args(["-static", "-O2", "-o"]).arg(&binary).arg(&source).output();
+    let result = result.unwrap_or_else(|e| panic!("musl-gcc: {e}; install it with `apt-get install -y musl-tools`"));
+    assert!(result.status.success(), "musl-gcc {name}: {}", String::from_utf8_lossy(&result.stderr));
+    binary
+}
+
+/// The Rust programs of `tools/linux-tests/rust/` built by the host's toolchain as static glibc
+/// executables (`-C target-feature=+crt-static`, static-PIE); the directory holding them.
+pub fn build_rust_programs() -> PathBuf {
+    let target_dir = scratch("linux-rust");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let result = Command::new(cargo)
+        .args(["build", "--release", "--offline", "--target", "x86_64-unknown-linux-gnu", "--manifest-path"])
+        .arg(repo().join("tools/linux-tests/rust/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .output()
+        .expect("cargo runs");
+    assert!(result.status.success(), "building tools/linux-tests/rust: {}", String::from_utf8_lossy(&result.stderr));
+    target_dir.join("x86_64-unknown-linux-gnu/release")
+}
+
 /// `tools/linux-tests/<name>.c` built with gcc and exactly `flags` (no `-static` added): a
 /// static-PIE or a dynamically linked program, in a file named `out`.
 pub fn compile_with(name: &str, out: &str, flags: &[&str]) -> PathBuf {

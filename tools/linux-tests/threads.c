@@ -12,7 +12,6 @@
  * "R done" and status 0 (from the last thread, after main called pthread_exit). */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -25,6 +24,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+/* From <linux/futex.h>, which musl-gcc does not see. */
+#define FUTEX_WAIT_PRIVATE 128
+#define FUTEX_WAKE_PRIVATE 129
 
 #define THREADS 8
 #define ROUNDS 2000

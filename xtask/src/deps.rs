@@ -12,6 +12,8 @@ pub struct Need {
 pub const QEMU: Need = Need { program: "qemu-system-x86_64", package: "qemu-system-x86" };
 pub const BUSYBOX: Need = Need { program: "busybox", package: "busybox-static" };
 pub const GCC: Need = Need { program: "gcc", package: "gcc" };
+/// musl-gcc: the Linux personality's tests build their C programs with musl too.
+pub const MUSL: Need = Need { program: "musl-gcc", package: "musl-tools" };
 /// mke2fs, e2fsck and debugfs: the storage tests make and check ext2 images with them.
 pub const E2FSPROGS: Need = Need { program: "mke2fs", package: "e2fsprogs" };
 /// ip: the network tests make network namespaces and tap devices.

@@ -139,7 +139,7 @@ fn run(mem: &str, append: &str, icount: bool) -> Result<ExitCode, Failure> {
 }
 
 fn test(filter: Option<&str>, system_only: bool) -> Result<ExitCode, Failure> {
-    deps::ensure(&[deps::QEMU, deps::E2FSPROGS, deps::IPROUTE2, deps::BUSYBOX])?;
+    deps::ensure(&[deps::QEMU, deps::E2FSPROGS, deps::IPROUTE2, deps::BUSYBOX, deps::MUSL])?;
     if !system_only {
         step("host unit tests");
         run_command(Command::new(env!("CARGO")).current_dir(root()).args([

@@ -67,7 +67,6 @@ impl Process {
         addr: u64,
         flags: u64,
     ) -> Result<FileStat, Errno> {
-        const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
         const AT_EMPTY_PATH: u64 = 0x1000;
         let bytes = self.read_cstr(addr)?;
         if bytes.is_empty() {
@@ -344,6 +343,79 @@ impl Process {
         }
     }
 
+    /// The path a descriptor was opened with (`fchmod`, `futimens`): a file or directory.
+    pub(crate) fn fd_path(&mut self, fd: i64) -> Result<String, Errno> {
+        match &*self.fds.get(fd)?.borrow() {
+            Open::File(f) => Ok(f.path.clone()),
+            Open::Pipe(_) | Open::Console { .. } | Open::Null { .. } => Err(EINVAL),
+        }
+    }
+
+    /// `utimensat(dirfd, path, times, flags)` (`path` NULL: the descriptor's file, as
+    /// `futimens`): whole seconds (the file system keeps no more); `UTIME_NOW`, `UTIME_OMIT`.
+    pub(crate) fn utimensat(
+        &mut self,
+        fs: Option<&'static Fs>,
+        dirfd: i64,
+        path: u64,
+        times: u64,
+        flags: u64,
+        realtime_base: u64,
+    ) -> Result<u64, Errno> {
+        const UTIME_NOW: u64 = (1 << 30) - 1;
+        const UTIME_OMIT: u64 = (1 << 30) - 2;
+        if flags & !AT_SYMLINK_NOFOLLOW != 0 {
+            return Err(EINVAL);
+        }
+        let path = if path == 0 { self.fd_path(dirfd)? } else { self.path_arg(dirfd, path)? };
+        let now = (realtime_base + sys::time_now()) / 1_000_000_000;
+        let mut pick = [(now, false); 2];
+        if times != 0 {
+            let mut bytes = [0u8; 32];
+            self.read_mem(times, &mut bytes)?;
+            for (i, slot) in pick.iter_mut().enumerate() {
+                let (secs, nanos) = structs::read_two_words(bytes[i * 16..i * 16 + 16].try_into().expect("16 bytes"));
+                *slot = match nanos {
+                    UTIME_NOW => (now, false),
+                    UTIME_OMIT => (0, true),
+                    n if n >= 1_000_000_000 => return Err(EINVAL),
+                    _ => (secs, false),
+                };
+            }
+        }
+        let st = self.stat_path(fs, &path, flags & AT_SYMLINK_NOFOLLOW == 0)?;
+        let atime = if pick[0].1 { st.atime } else { pick[0].0 };
+        let mtime = if pick[1].1 { st.mtime } else { pick[1].0 };
+        need(fs)?.set_times(&path, atime, mtime).map_err(fs_errno)?;
+        Ok(0)
+    }
+
+    /// `prctl(option, arg)`: the process's name (`PR_SET_NAME`, `PR_GET_NAME`), and the
+    /// options a runtime sets and reads back harmlessly.
+    pub(crate) fn prctl(&mut self, option: u64, arg: u64) -> Result<u64, Errno> {
+        const PR_SET_PDEATHSIG: u64 = 1;
+        const PR_GET_PDEATHSIG: u64 = 2;
+        const PR_GET_DUMPABLE: u64 = 3;
+        const PR_SET_DUMPABLE: u64 = 4;
+        const PR_SET_NAME: u64 = 15;
+        const PR_GET_NAME: u64 = 16;
+        match option {
+            PR_SET_NAME => {
+                let name = self.read_string(arg, 4096)?;
+                let n = name.len().min(15);
+                self.comm = [0; 16];
+                self.comm[..n].copy_from_slice(&name[..n]);
+                Ok(0)
+            }
+            PR_GET_NAME => self.write_mem(arg, &self.comm.clone()).map(|()| 0),
+            PR_SET_PDEATHSIG if arg <= lpx::proc::NSIG as u64 => Ok(0),
+            PR_GET_PDEATHSIG => self.write_mem(arg, &0u32.to_le_bytes()).map(|()| 0),
+            PR_GET_DUMPABLE => Ok(1),
+            PR_SET_DUMPABLE if arg <= 1 => Ok(0),
+            _ => Err(EINVAL),
+        }
+    }
+
     pub(crate) fn ioctl(&mut self, fd: i64, request: u64, arg: u64) -> Result<u64, Errno> {
         const TCGETS: u64 = 0x5401;
         const TCSETS: u64 = 0x5402;
@@ -352,7 +424,22 @@ impl Process {
         const TIOCGPGRP: u64 = 0x540f;
         const TIOCGWINSZ: u64 = 0x5413;
         const FIONREAD: u64 = 0x541b;
+        const FIONBIO: u64 = 0x5421;
+        const FIONCLEX: u64 = 0x5450;
+        const FIOCLEX: u64 = 0x5451;
         let file = self.fds.get(fd)?.clone();
+        // The requests every descriptor takes: close-on-exec, and non-blocking as `F_SETFL`.
+        match request {
+            FIOCLEX | FIONCLEX => return self.fds.set_cloexec(fd, request == FIOCLEX).map(|()| 0),
+            FIONBIO => {
+                let mut on = [0u8; 4];
+                self.read_mem(arg, &mut on)?;
+                let flags = self.fcntl(fd, 3, 0)?;
+                let flags = if on != [0; 4] { flags | o::NONBLOCK } else { flags & !o::NONBLOCK };
+                return self.fcntl(fd, 4, flags);
+            }
+            _ => {}
+        }
         if let (Open::Pipe(end), FIONREAD) = (&*file.borrow(), request) {
             let queued = end.pipe.borrow().len() as u32;
             return self.write_mem(arg, &queued.to_le_bytes()).map(|()| 0);

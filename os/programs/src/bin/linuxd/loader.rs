@@ -80,6 +80,9 @@ impl Server {
             return Err(Refusal(ENOMEM, String::from("linuxd's quota is exhausted")));
         }
         p.task = sys::task_create(PROCESS_TASK_QUOTA, 64, PROCESS_PRIORITY, name)?;
+        let name = path.rsplit('/').next().unwrap_or("").as_bytes();
+        p.comm = [0; 16];
+        p.comm[..name.len().min(15)].copy_from_slice(&name[..name.len().min(15)]);
         p.exe = path;
         p.space = Space::new();
         let loaded = self.load(p, &mut file, &elf, bias, image_end, argv, envp);

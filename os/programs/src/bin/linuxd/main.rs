@@ -92,6 +92,7 @@ const SIGFPE: u32 = 8;
 const SIGTRAP: u32 = 5;
 const SIGBUS: u32 = 7;
 const AT_FDCWD: i64 = -100;
+const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
 
 /// Linux `open` flags.
 mod o {
@@ -150,6 +151,8 @@ struct Process {
     sid: u32,
     client: u64,
     exe: String,
+    /// Its name (`prctl(PR_SET_NAME)`; the program's file name at exec).
+    comm: [u8; 16],
     task: Handle,
     space: Space,
     fds: FdTable<Fd>,

@@ -98,6 +98,13 @@ impl Process {
         self.read_string(addr, lpx::path::PATH_MAX)
     }
 
+    /// The 8-byte word at `addr`.
+    pub(crate) fn read_u64(&mut self, addr: u64) -> Result<u64, Errno> {
+        let mut word = [0u8; 8];
+        self.read_mem(addr, &mut word)?;
+        Ok(u64::from_le_bytes(word))
+    }
+
     /// A NUL-terminated string at `addr` of fewer than `max` bytes (`ENAMETOOLONG` otherwise).
     pub(crate) fn read_string(&mut self, addr: u64, max: usize) -> Result<Vec<u8>, Errno> {
         let mut out = Vec::new();
@@ -263,6 +270,7 @@ impl Process {
             thread: 0,
             clear_tid: 0,
             others: Vec::new(),
+            comm: [0; 16],
             task: 0,
             space: Space::new(),
             fds: FdTable::new(),

@@ -451,6 +451,7 @@ impl Process {
         child.pgid = self.pgid;
         child.sid = self.sid;
         child.exe = self.exe.clone();
+        child.comm = self.comm;
         child.fds = self.fds.clone();
         child.brk_start = self.brk_start;
         child.brk = self.brk;

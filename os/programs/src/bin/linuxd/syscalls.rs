@@ -190,6 +190,30 @@ impl Server {
                 need(fs)?.chmod(&path, (mode & 0o7777) as u16).map_err(fs_errno)?;
                 ok(0)
             }
+            nr::FCHMOD => {
+                let path = p.fd_path(a0 as i32 as i64)?;
+                need(fs)?.chmod(&path, (a1 & 0o7777) as u16).map_err(fs_errno)?;
+                ok(0)
+            }
+            nr::CHOWN | nr::LCHOWN | nr::FCHOWNAT => {
+                // Every process is root and owners are not kept: the file must exist.
+                let (dirfd, path, follow) = match number {
+                    nr::FCHOWNAT => (a0 as i32 as i64, a1, more(p)?[1] & AT_SYMLINK_NOFOLLOW == 0),
+                    _ => (AT_FDCWD, a0, number == nr::CHOWN),
+                };
+                let path = p.path_arg(dirfd, path)?;
+                p.stat_path(fs, &path, follow)?;
+                ok(0)
+            }
+            nr::FCHOWN => {
+                p.fds.get(a0 as i32 as i64)?;
+                ok(0)
+            }
+            nr::UTIMENSAT => {
+                let [flags, ..] = more(p)?;
+                ok(p.utimensat(fs, a0 as i32 as i64, a1, a2, flags, realtime_base)?)
+            }
+            nr::PRCTL => ok(p.prctl(a0, a1)?),
             nr::READLINK => ok(p.readlink(fs, AT_FDCWD, a0, a1, a2)? as u64),
             nr::READLINKAT => {
                 let [size, ..] = more(p)?;
@@ -438,6 +462,10 @@ impl Server {
                 let [count, ..] = more(p)?;
                 ok(self.sendfile(pid, a0 as i32 as i64, a1 as i32 as i64, a2, count)? as u64)
             }
+            nr::COPY_FILE_RANGE => {
+                let [out_offset, count, flags] = more(p)?;
+                ok(self.copy_file_range(pid, [a0, a1, a2, out_offset, count, flags])? as u64)
+            }
             nr::PIPE => ok(p.pipe2(a0, 0)?),
             nr::PIPE2 => ok(p.pipe2(a0, a1)?),
             nr::POLL | nr::PPOLL | nr::SELECT | nr::PSELECT6 => {
@@ -487,27 +515,60 @@ impl Server {
     /// its position, advanced) to any descriptor; at most `IO_MAX` bytes, and only what was
     /// written is consumed (a write that must wait leaves everything in place).
     fn sendfile(&mut self, pid: u32, out: i64, input: i64, offset: u64, count: u64) -> Result<usize, Errno> {
+        self.copy_range(pid, input, offset, out, None, count)
+    }
+
+    /// `copy_file_range(in, in_offset, out, out_offset, count, flags)`: between regular files,
+    /// each at `*offset` (updated) or at its position (advanced).
+    fn copy_file_range(&mut self, pid: u32, args: [u64; 6]) -> Result<usize, Errno> {
+        let [input, in_offset, out, out_offset, count, flags] = args;
+        if flags != 0 {
+            return Err(EINVAL);
+        }
+        let p = self.procs.get_mut(&pid).ok_or(ESRCH)?;
+        if !matches!(&*p.fds.get(out as i32 as i64)?.borrow(), Open::File(f) if !f.directory) {
+            return Err(EINVAL);
+        }
+        let out_at = match out_offset {
+            0 => None,
+            at => Some((at, p.read_u64(at)?)),
+        };
+        self.copy_range(pid, input as i32 as i64, in_offset, out as i32 as i64, out_at, count)
+    }
+
+    /// Copies up to `count` (at most `IO_MAX`) bytes from the regular file `input` (at the
+    /// offset stored at `in_offset`, or its position if 0) to `out` (at the given offset, whose
+    /// word at the given address is then updated, or at its position); the offsets advance by
+    /// what was written.
+    fn copy_range(
+        &mut self,
+        pid: u32,
+        input: i64,
+        in_offset: u64,
+        out: i64,
+        out_at: Option<(u64, u64)>,
+        count: u64,
+    ) -> Result<usize, Errno> {
         let p = self.procs.get_mut(&pid).ok_or(ESRCH)?;
         if !matches!(&*p.fds.get(input)?.borrow(), Open::File(f) if !f.directory) {
             return Err(EINVAL);
         }
-        let from = match offset {
+        let from = match in_offset {
             0 => p.lseek(input, 0, 1)?,
-            at => {
-                let mut word = [0u8; 8];
-                p.read_mem(at, &mut word)?;
-                u64::from_le_bytes(word)
-            }
+            at => p.read_u64(at)?,
         };
         let data = p.read_fd(input, count as usize, Some(from))?;
         if data.is_empty() {
             return Ok(0);
         }
-        let written = self.write_fd(pid, out, &data, None)?;
+        let written = self.write_fd(pid, out, &data, out_at.map(|(_, off)| off))?;
         let p = self.procs.get_mut(&pid).ok_or(ESRCH)?;
-        match offset {
+        match in_offset {
             0 => p.lseek(input, (from + written as u64) as i64, 0).map(|_| ())?,
             at => p.write_mem(at, &(from + written as u64).to_le_bytes())?,
+        }
+        if let Some((at, off)) = out_at {
+            p.write_mem(at, &(off + written as u64).to_le_bytes())?;
         }
         Ok(written)
     }
