@@ -21,6 +21,7 @@ pub mod nr;
 pub mod path;
 pub mod pipe;
 pub mod proc;
+pub mod procfs;
 pub mod rng;
 pub mod stack;
 pub mod structs;

@@ -32,6 +32,7 @@ pub const S_IFDIR: u32 = 0o040000;
 pub const S_IFCHR: u32 = 0o020000;
 pub const S_IFIFO: u32 = 0o010000;
 pub const S_IFREG: u32 = 0o100000;
+pub const S_IFLNK: u32 = 0o120000;
 
 /// Bytes of `struct stat` on x86_64.
 pub const STAT_LEN: usize = 144;

@@ -38,7 +38,7 @@ fn linux_hello_prints_argv_and_environ_and_exits_3() {
         assert!(text.lines().any(|l| l == line), "`{line}` in:\n{text}");
     }
     let (text, status) = output(&outputs, "linux /disk/hello-pie pie");
-    assert_eq!(status, 3, "static-PIE:\n{text}");
+    assert_eq!(status, 3, "static-PIE:\n{}", run.report(&text));
     assert!(text.contains("argv[1]=pie"), "{text}");
     let (text, status) = output(&outputs, "linux-counts");
     assert_eq!(status, 0, "{text}");

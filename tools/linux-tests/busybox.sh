@@ -81,4 +81,22 @@ true | false | true
 echo "pipeline status $?"
 date -u -d @86400 +%F
 echo "years match $(date +%Y | grep -c '^20[0-9][0-9]$')"
+echo "== /proc and ps"
+sleep 3 &
+bg=$!
+# Until the child has exec'd sleep (before, it is a copy of this shell).
+while [ "$(cat /proc/$bg/comm 2>/dev/null)" != sleep ]; do :; done
+ps -o pid,ppid,comm | awk -v bg=$bg -v me=$$ '$1 == bg { print "ps -o: the sleep,", ($2 == me ? "child of this shell," : "parent " $2), $3 }'
+ps | awk -v bg=$bg '$1 == bg { print "ps: the sleep, command", $(NF-1), $NF }'
+echo "cmdline: $(tr '\0' ' ' < /proc/$bg/cmdline)"
+echo "stat: $(cut -d' ' -f2 /proc/$bg/stat)"
+grep -E '^(Name|PPid):' /proc/$bg/status | sed "s/$$\$/the shell/"
+[ -d /proc/$$ ] && echo "the shell has a /proc directory"
+echo "files: $(ls /proc/$$ | grep -c -E '^(cmdline|comm|stat|status)$')"
+echo "exe: $(readlink /proc/$$/exe | sed 's,.*/,,')"
+echo "the reader's own exe: $(readlink /proc/self/exe | sed 's,.*/,,')"
+echo "uptime fields: $(wc -w < /proc/uptime)"
+kill $bg
+wait $bg
+echo "after kill and wait: $([ -d /proc/$bg ] && echo still there || echo gone)"
 echo "== done"

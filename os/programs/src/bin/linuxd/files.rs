@@ -15,6 +15,8 @@ pub(crate) enum Open {
     },
     File(FileDesc),
     Pipe(pipes::PipeEnd),
+    /// A file or directory of `/proc` (`procfs.rs`).
+    Proc(procfs::ProcOpen),
 }
 
 pub(crate) struct FileDesc {
@@ -47,6 +49,7 @@ impl Process {
         let open = fd.borrow();
         match &*open {
             Open::File(f) if f.directory => Ok(lpx::path::join(&f.path, &path)),
+            Open::Proc(d) if d.entries.is_some() => Ok(lpx::path::join(&d.path, &path)),
             _ => Err(ENOTDIR),
         }
     }
@@ -86,6 +89,7 @@ impl Process {
             Open::Console { .. } => Ok(device_stat("/dev/console").expect("known")),
             Open::Null { .. } => Ok(device_stat("/dev/null").expect("known")),
             Open::File(f) => f.file.stat().map(|s| stat_of(&s)).map_err(fs_errno),
+            Open::Proc(f) => Ok(f.stat),
             Open::Pipe(end) => Ok(FileStat {
                 dev: 6,
                 ino: Rc::as_ptr(&end.pipe) as u64,
@@ -106,6 +110,17 @@ impl Process {
         mode: u32,
     ) -> Result<i32, Errno> {
         let path = self.path_arg(dirfd, addr)?;
+        self.open_path(fs, path, flags, mode)
+    }
+
+    /// `open` of the absolute `path`.
+    pub(crate) fn open_path(
+        &mut self,
+        fs: Option<&'static Fs>,
+        path: String,
+        flags: u64,
+        mode: u32,
+    ) -> Result<i32, Errno> {
         let cloexec = flags & o::CLOEXEC != 0;
         let norm = lpx::path::normalise(&path);
         match norm.as_str() {
@@ -115,7 +130,7 @@ impl Process {
             }
             _ => {}
         }
-        let target = if norm == "/proc/self/exe" { self.exe.clone() } else { path };
+        let target = path;
         let fs = need(fs)?;
         let acc = flags & o::ACCMODE;
         let mut f = 0;
@@ -177,6 +192,7 @@ impl Process {
                 Ok(Vec::new())
             }
             Open::Pipe(end) => end.read(len),
+            Open::Proc(f) => f.read(len.min(IO_MAX), at),
             Open::File(f) => {
                 if f.directory {
                     return Err(EISDIR);
@@ -217,6 +233,7 @@ impl Process {
         match &mut *open {
             Open::Console { .. } | Open::Pipe(_) => Err(ESPIPE),
             Open::Null { .. } => Ok(0),
+            Open::Proc(f) => f.seek(offset, whence),
             Open::File(f) if f.directory => {
                 if whence == 0 && offset == 0 {
                     f.pending.clear();
@@ -244,6 +261,12 @@ impl Process {
     pub(crate) fn getdents(&mut self, fd: i64, buf: u64, room: usize) -> Result<usize, Errno> {
         let fd = self.fds.get(fd)?.clone();
         let mut open = fd.borrow_mut();
+        if let Open::Proc(d) = &mut *open {
+            let out = d.getdents(room.min(IO_MAX))?;
+            drop(open);
+            self.write_mem(buf, &out)?;
+            return Ok(out.len());
+        }
         let Open::File(f) = &mut *open else { return Err(ENOTDIR) };
         if !f.directory {
             return Err(ENOTDIR);
@@ -290,11 +313,8 @@ impl Process {
         size: u64,
     ) -> Result<usize, Errno> {
         let path = self.path_arg(dirfd, addr)?;
-        let target = if lpx::path::normalise(&path) == "/proc/self/exe" {
-            Vec::from(self.exe.as_bytes())
-        } else {
-            need(fs)?.readlink(&path).map_err(fs_errno)?
-        };
+        // `/proc` links are `procfs.rs`'s.
+        let target = need(fs)?.readlink(&path).map_err(fs_errno)?;
         if (size as i64) <= 0 {
             return Err(EINVAL);
         }
@@ -323,6 +343,7 @@ impl Process {
                 Ok(match &*open {
                     Open::Console { flags } | Open::Null { flags } => *flags,
                     Open::Pipe(end) => end.flags,
+                    Open::Proc(f) => f.flags | if f.entries.is_some() { o::DIRECTORY } else { 0 },
                     Open::File(f) => f.flags | if f.directory { o::DIRECTORY } else { 0 },
                 })
             }
@@ -335,6 +356,7 @@ impl Process {
                 match &mut *open {
                     Open::Console { flags } | Open::Null { flags } => *flags = (*flags & !settable) | (arg & settable),
                     Open::Pipe(end) => end.flags = (end.flags & !o::NONBLOCK) | (arg & o::NONBLOCK),
+                    Open::Proc(f) => f.flags = (f.flags & !settable) | (arg & settable),
                     Open::File(f) => f.flags = (f.flags & !settable) | (arg & settable),
                 }
                 Ok(0)
@@ -347,6 +369,7 @@ impl Process {
     pub(crate) fn fd_path(&mut self, fd: i64) -> Result<String, Errno> {
         match &*self.fds.get(fd)?.borrow() {
             Open::File(f) => Ok(f.path.clone()),
+            Open::Proc(_) => Err(EPERM),
             Open::Pipe(_) | Open::Console { .. } | Open::Null { .. } => Err(EINVAL),
         }
     }

@@ -84,6 +84,7 @@ impl Server {
         p.comm = [0; 16];
         p.comm[..name.len().min(15)].copy_from_slice(&name[..name.len().min(15)]);
         p.exe = path;
+        p.cmdline = argv.iter().flat_map(|a| a.iter().copied().chain([0])).collect();
         p.space = Space::new();
         let loaded = self.load(p, &mut file, &elf, bias, image_end, argv, envp);
         if loaded.is_err() {

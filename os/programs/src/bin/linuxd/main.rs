@@ -40,6 +40,7 @@ mod files;
 mod loader;
 mod memory;
 mod pipes;
+mod procfs;
 mod procs;
 mod signals;
 mod syscalls;
@@ -73,9 +74,11 @@ const HEAD_MAX: usize = 64 << 10;
 /// Quota each process's task gets from linuxd's: its thread, capabilities and the records and
 /// page tables of its mappings. Its memory objects are linuxd's (charged to linuxd's quota), so
 /// processes share linuxd's quota as they use it; linuxd keeps `LINUXD_RESERVE` of it for
-/// itself (its heap, and the mirror mappings of its processes' memory).
+/// itself (its heap, and the mirror mappings of its processes' memory): every commit checks
+/// for its bytes plus the reserve, so the reserve covers what linuxd allocates between two
+/// checks (a mirror mapping's records and page tables, a few heap blocks).
 const PROCESS_TASK_QUOTA: u64 = 512 << 10;
-const LINUXD_RESERVE: u64 = 256 << 10;
+const LINUXD_RESERVE: u64 = 192 << 10;
 /// Priority of a process's thread.
 const PROCESS_PRIORITY: u8 = 10;
 /// At most this many bytes move in one read/write system call (a short count, as Linux may).
@@ -153,6 +156,10 @@ struct Process {
     exe: String,
     /// Its name (`prctl(PR_SET_NAME)`; the program's file name at exec).
     comm: [u8; 16],
+    /// Its arguments, each followed by a NUL (`/proc/<pid>/cmdline`).
+    cmdline: Vec<u8>,
+    /// When it was made (`fork`, or started by a client): nanoseconds since boot.
+    started: u64,
     task: Handle,
     space: Space,
     fds: FdTable<Fd>,

@@ -271,6 +271,8 @@ impl Process {
             clear_tid: 0,
             others: Vec::new(),
             comm: [0; 16],
+            cmdline: Vec::new(),
+            started: sys::time_now(),
             task: 0,
             space: Space::new(),
             fds: FdTable::new(),

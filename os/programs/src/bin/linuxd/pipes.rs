@@ -119,7 +119,9 @@ impl Process {
         match &*open {
             Open::Pipe(end) => end.events(),
             // The console's reads see the end of input, files and /dev/null never block.
-            Open::Console { .. } | Open::Null { .. } | Open::File(_) => POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM,
+            Open::Console { .. } | Open::Null { .. } | Open::File(_) | Open::Proc(_) => {
+                POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM
+            }
         }
     }
 

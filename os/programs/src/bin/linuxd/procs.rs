@@ -452,6 +452,7 @@ impl Process {
         child.sid = self.sid;
         child.exe = self.exe.clone();
         child.comm = self.comm;
+        child.cmdline = self.cmdline.clone();
         child.fds = self.fds.clone();
         child.brk_start = self.brk_start;
         child.brk = self.brk;

@@ -48,6 +48,9 @@ impl Server {
             let r = sys::thread_regs(p.thread).map_err(|_| EFAULT)?;
             Ok([r[regs::R10], r[regs::R8], r[regs::R9]])
         };
+        if let Some(result) = self.proc_path_call(pid, number, [a0, a1, a2]) {
+            return result.map(Some);
+        }
         let fs = self.fs;
         let realtime_base = self.realtime_base;
         let Some(p) = self.procs.get_mut(&pid) else { return Ok(None) };
@@ -588,6 +591,7 @@ impl Server {
                 Ok(data.len())
             }
             Open::Null { .. } => Ok(data.len()),
+            Open::Proc(_) => Err(EBADF),
             Open::Pipe(end) => {
                 if at.is_some() {
                     return Err(ESPIPE);
