@@ -50,10 +50,27 @@ pub fn archive_with_manifest(
     Ok(out)
 }
 
+/// The manifest (`etc/services`) of the boot archive `bytes`.
+pub fn manifest_of(bytes: &[u8]) -> Result<String, Failure> {
+    newc::Archive::new(bytes)
+        .ok()
+        .and_then(|a| a.find("etc/services").map(|e| String::from_utf8_lossy(e.data).into_owned()))
+        .ok_or_else(|| Failure("the boot archive has no etc/services".into()))
+}
+
 /// The boot archive `bytes` with `etc/services` replaced by `manifest`.
 pub fn with_manifest(bytes: &[u8], manifest: &str) -> Result<Vec<u8>, Failure> {
+    with_manifest_and_files(bytes, manifest, &[])
+}
+
+/// The boot archive `bytes` with `etc/services` replaced by `manifest` and the `extra` files
+/// (path relative to the archive's root, contents) added, mode 0755, with the directories they
+/// need. An extra path that is empty, has `.` or `..` components or is already in the archive
+/// is refused.
+pub fn with_manifest_and_files(bytes: &[u8], manifest: &str, extra: &[(String, Vec<u8>)]) -> Result<Vec<u8>, Failure> {
     let original = newc::Archive::new(bytes).map_err(|e| Failure(format!("boot archive: {e}")))?;
     let mut writer = newc::Writer::new();
+    let mut names = std::collections::BTreeSet::new();
     for entry in original.entries() {
         if entry.name == "etc/services" {
             continue;
@@ -63,8 +80,22 @@ pub fn with_manifest(bytes: &[u8], manifest: &str) -> Result<Vec<u8>, Failure> {
         } else if entry.is_file() {
             writer.file(entry.name, 0o755, entry.data);
         }
+        names.insert(entry.name.to_string());
     }
     writer.file("etc/services", 0o644, manifest.as_bytes());
+    names.insert("etc/services".to_string());
+    for (path, data) in extra {
+        if path.split('/').any(|part| part.is_empty() || part == "." || part == "..") || names.contains(path) {
+            return Err(Failure(format!("cannot add {path:?} to the boot archive (a bad path or one it holds)")));
+        }
+        for (end, _) in path.match_indices('/') {
+            if names.insert(path[..end].to_string()) {
+                writer.dir(&path[..end], 0o755);
+            }
+        }
+        writer.file(path, 0o755, data);
+        names.insert(path.clone());
+    }
     Ok(writer.finish())
 }
 
@@ -73,10 +104,7 @@ pub fn run(mem: &str, append: &str, icount: bool, commands: &[String], timeout: 
     let image = image::build()?;
     image::check_memory(mem, &image)?;
     let bytes = std::fs::read(&image.archive).map_err(|e| Failure(format!("boot archive: {e}")))?;
-    let manifest = newc::Archive::new(&bytes)
-        .ok()
-        .and_then(|a| a.find("etc/services").map(|e| String::from_utf8_lossy(e.data).into_owned()))
-        .ok_or_else(|| Failure("the boot archive has no etc/services".into()))?;
+    let manifest = manifest_of(&bytes)?;
     let archive = image.archive.with_file_name("cmd-archive.cpio");
     std::fs::write(&archive, with_manifest(&bytes, &manifest_with_commands(&manifest, commands)?)?)
         .map_err(|e| Failure(format!("{}: {e}", archive.display())))?;
@@ -114,7 +142,7 @@ pub fn run(mem: &str, append: &str, icount: bool, commands: &[String], timeout: 
 
 #[cfg(test)]
 mod tests {
-    use super::manifest_with_commands;
+    use super::{manifest_of, manifest_with_commands, with_manifest_and_files};
 
     #[test]
     fn the_commands_go_right_after_the_shell_service_line() {
@@ -131,5 +159,24 @@ mod tests {
         assert!(manifest_with_commands("service shell\n", &["a\nb".into()]).is_err());
         assert!(manifest_with_commands("service shell\n", &["x".repeat(300)]).is_err());
         assert!(manifest_with_commands("service names\n", &["ls".into()]).is_err());
+    }
+
+    #[test]
+    fn extra_files_are_added_with_their_directories() {
+        let mut w = newc::Writer::new();
+        w.dir("bin", 0o755).file("bin/init", 0o755, b"INIT").dir("etc", 0o755).file("etc/services", 0o644, b"old");
+        let original = w.finish();
+        let extra = [("bench/a/x".to_string(), b"X".to_vec()), ("bin/y".to_string(), b"Y".to_vec())];
+        let bytes = with_manifest_and_files(&original, "new", &extra).unwrap();
+        assert_eq!(manifest_of(&bytes).unwrap(), "new");
+        let archive = newc::Archive::new(&bytes).unwrap();
+        assert!(archive.find("bench").unwrap().is_dir() && archive.find("bench/a").unwrap().is_dir());
+        assert_eq!(archive.find("bench/a/x").unwrap().data, b"X");
+        assert_eq!(archive.find("bin/y").unwrap().data, b"Y");
+        assert_eq!(archive.find("bin/init").unwrap().data, b"INIT");
+        assert_eq!(archive.entries().filter(|e| e.name == "bin").count(), 1);
+        for bad in ["bin/init", "", "a//b", "../x", "bin"] {
+            assert!(with_manifest_and_files(&original, "m", &[(bad.to_string(), Vec::new())]).is_err(), "{bad:?}");
+        }
     }
 }

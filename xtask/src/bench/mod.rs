@@ -1,4 +1,4 @@
-//! `cargo xtask bench [boot|ipc]`: Tutti measured beside Linux in the same QEMU with the same
+//! `cargo xtask bench [<name>]`: Tutti measured beside Linux in the same QEMU with the same
 //! flags.
 //!
 //! Each benchmark ([`Benchmark`]) boots both systems, prints a markdown table and writes its
@@ -13,6 +13,8 @@
 //! - [`storage`]: file I/O on ext2 over virtio-blk (sequential write and read, small files).
 //! - [`restart`]: time from a service's crash to the service restored, beside a Linux supervisor.
 //! - [`net`]: TCP throughput from the host to the guest over virtio-net on a tap device.
+//! - [`linux`]: the Linux personality beside Linux: null system call, fork + exec, pipe
+//!   throughput, small files on tmpfs, and a busybox script of 200 processes.
 //!
 //! Programs that measure inside the guest print one line per figure, in the format that
 //! [`BenchLine`] parses (`bench <name> iterations=<n> instructions=<total> per_op=<total/n>`);
@@ -20,6 +22,7 @@
 
 mod boot;
 mod ipc;
+mod linux;
 mod net;
 mod restart;
 mod softbus;
@@ -53,12 +56,21 @@ pub enum Benchmark {
     Net,
     /// Time from a service's crash to the service restored, beside a Linux supervisor.
     Restart,
+    /// The Linux personality (linuxd) beside Linux: system calls, processes, pipes, files, a script.
+    Linux,
 }
 
 impl Benchmark {
     /// Every benchmark, in the order `cargo xtask bench` runs them.
-    pub const ALL: [Benchmark; 6] =
-        [Benchmark::Boot, Benchmark::Ipc, Benchmark::Softbus, Benchmark::Storage, Benchmark::Net, Benchmark::Restart];
+    pub const ALL: [Benchmark; 7] = [
+        Benchmark::Boot,
+        Benchmark::Ipc,
+        Benchmark::Softbus,
+        Benchmark::Storage,
+        Benchmark::Net,
+        Benchmark::Restart,
+        Benchmark::Linux,
+    ];
 
     /// The benchmark's name, as on the command line and in `<name>.json`.
     pub fn name(self) -> &'static str {
@@ -69,6 +81,7 @@ impl Benchmark {
             Benchmark::Storage => "storage",
             Benchmark::Net => "net",
             Benchmark::Restart => "restart",
+            Benchmark::Linux => "linux",
         }
     }
 }
@@ -103,6 +116,7 @@ pub fn run(which: Option<Benchmark>, out_dir: &Path, options: &Options) -> Resul
             Benchmark::Storage => storage::run(options)?,
             Benchmark::Net => net::run(options)?,
             Benchmark::Restart => restart::run(options)?,
+            Benchmark::Linux => linux::run(options)?,
         };
         println!("\n{}", report.markdown);
         let json_path = out_dir.join(format!("{}.json", benchmark.name()));
