@@ -50,10 +50,26 @@ impl Pipe {
             return if self.writers == 0 { Outcome::Done(0) } else { Outcome::WouldBlock };
         }
         let n = out.len().min(self.data.len());
-        for (o, b) in out.iter_mut().zip(self.data.drain(..n)) {
-            *o = b;
-        }
+        // The queue is at most two slices (it wraps around once): two copies, not n moves.
+        let (front, back) = self.data.as_slices();
+        let first = n.min(front.len());
+        out[..first].copy_from_slice(&front[..first]);
+        out[first..n].copy_from_slice(&back[..n - first]);
+        self.data.drain(..n);
         Outcome::Done(n)
+    }
+
+    /// How many bytes of a write of `len` would go in now (`write` would move them): 0 if it
+    /// would wait, `len` without readers (the write fails).
+    pub fn accepts(&self, len: usize) -> usize {
+        let room = CAPACITY - self.data.len();
+        if self.readers == 0 {
+            len
+        } else if room == 0 || (len <= PIPE_BUF && room < len) {
+            0
+        } else {
+            len.min(room)
+        }
     }
 
     /// Moves what fits of `data` in (all of a write of at most `PIPE_BUF` bytes, or nothing).
@@ -109,6 +125,8 @@ mod tests {
         assert_eq!(p.write(&vec![1u8; CAPACITY - 100]), Outcome::Done(CAPACITY - 100));
         assert!(!p.writable());
         assert_eq!(p.write(&[2u8; 200]), Outcome::WouldBlock, "atomic: all or nothing");
+        assert_eq!(p.accepts(PIPE_BUF), 0, "small: all or nothing");
+        assert_eq!(p.accepts(PIPE_BUF + 1), 100);
         assert_eq!(p.write(&vec![3u8; PIPE_BUF + 1]), Outcome::Done(100), "large: what fits");
         assert_eq!(p.write(&[4u8]), Outcome::WouldBlock);
         assert_eq!(p.len(), CAPACITY);

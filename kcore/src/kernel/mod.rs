@@ -1255,14 +1255,19 @@ impl<M: Machine> Kernel<M> {
             self.t(id).pending_rax = Some(FOREIGN_FAILED);
             return;
         };
-        let message = Message {
-            info: abi::syscall::label::SYSCALL as u64 | (id.index() as u64) << abi::syscall::info::THREAD_SHIFT,
-            words: [args.rax, args.a[0], args.a[1], args.a[2]],
-            cap: None,
-            badge,
-        };
+        let info = abi::syscall::label::SYSCALL as u64 | (id.index() as u64) << abi::syscall::info::THREAD_SHIFT;
+        let words = [args.rax, args.a[0], args.a[1], args.a[2]];
         self.t(id).in_foreign_call = true;
-        self.send_call(id, ep, message, FOREVER);
+        // The fast path when the server waits (as `fast_call`): straight into its registers.
+        if self.handoff.is_none() {
+            if let Some(receiver) = self.endpoints.get_mut(ep).and_then(|e| e.receivers.pop_front()) {
+                let priority = self.t(id).priority;
+                let message = Return::ok([info, words[0], words[1], words[2], words[3], 0, badge]);
+                self.hand_over(id, priority, receiver, message);
+                return;
+            }
+        }
+        self.send_call(id, ep, Message { info, words, cap: None, badge }, FOREVER);
     }
 
     /// `ThreadRegs`: copies the saved registers of the thread of `handle` to or from the

@@ -61,7 +61,9 @@ impl Message {
         Message { label, words, cap: None }
     }
 
-    fn args(&self, timeout: u64) -> [u64; 7] {
+    /// The argument registers of a send (or reply) of this message with `timeout` in `a6`, for
+    /// raw `syscall`s such as a server's `ReplyRecv` that reads the info word itself.
+    pub fn args(&self, timeout: u64) -> [u64; 7] {
         let flag = if self.cap.is_some() { info::CAP } else { 0 };
         let w = self.words;
         [self.label as u64 | flag, w[0], w[1], w[2], w[3], self.cap.unwrap_or(0) as u64, timeout]

@@ -336,12 +336,21 @@ impl Server {
     }
 
     fn run(&mut self) -> i32 {
+        // The answer to the system call or fault just served, sent with the next receive
+        // (`ReplyRecv`: one kernel entry for both).
+        let mut answer: Option<Message> = None;
         loop {
-            let now = sys::time_now();
-            let next = self.parked.iter().map(|p| p.deadline).min().unwrap_or(u64::MAX);
-            let timeout = if next == u64::MAX { FOREVER_NS } else { next.saturating_sub(now).max(1) };
-            let received = sys::syscall(Sys::Recv, self.endpoint, [0, 0, 0, 0, 0, 0, timeout]);
-            self.expire_parked();
+            let timeout = match self.parked.iter().map(|p| p.deadline).min() {
+                None | Some(u64::MAX) => FOREVER_NS,
+                Some(next) => next.saturating_sub(sys::time_now()).max(1),
+            };
+            let received = match answer.take() {
+                Some(m) => sys::syscall(Sys::ReplyRecv, self.endpoint, m.args(timeout)),
+                None => sys::syscall(Sys::Recv, self.endpoint, [0, 0, 0, 0, 0, 0, timeout]),
+            };
+            if !self.parked.is_empty() {
+                self.expire_parked();
+            }
             let r = match received {
                 Ok(r) => r,
                 Err(sys::Error::TimedOut) => continue,
@@ -361,13 +370,13 @@ impl Server {
                 label::SYSCALL if badge & BADGE_KIND == BADGE_SYSCALL => {
                     let (pid, tid) = self.thread_ids(info::thread(info_word), badge as u32);
                     if let Some(rax) = self.syscall(pid, tid, message.words) {
-                        let _ = sys::reply(&Message::new(0, [rax, 0, 0, 0]));
+                        answer = Some(Message::new(0, [rax, 0, 0, 0]));
                     }
                 }
                 label::FAULT if badge & BADGE_KIND == BADGE_FAULT => {
                     let (pid, tid) = self.thread_ids(info::thread(info_word), badge as u32);
                     if self.fault(pid, tid, message.words) {
-                        let _ = sys::reply(&Message::default());
+                        answer = Some(Message::default());
                     }
                 }
                 _ => {

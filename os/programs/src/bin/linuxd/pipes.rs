@@ -35,7 +35,9 @@ impl PipeEnd {
         if self.write {
             return Err(EBADF);
         }
-        let mut out = alloc::vec![0u8; len.min(IO_MAX)];
+        // Only what is there is copied (a waiting reader is retried often: no big buffer then).
+        let queued = self.pipe.borrow().len();
+        let mut out = alloc::vec![0u8; len.min(IO_MAX).min(queued.max(1))];
         match self.pipe.borrow_mut().read(&mut out) {
             Outcome::Done(n) => {
                 out.truncate(n);
@@ -58,6 +60,20 @@ impl PipeEnd {
             Outcome::WouldBlock if self.nonblocking() => Err(EAGAIN),
             Outcome::WouldBlock => Err(BLOCK),
             Outcome::Broken => Err(EPIPE),
+        }
+    }
+
+    /// How many bytes of a write of `len` to this end can be taken now: `Ok(0)` never; the
+    /// error the write would give when it must wait (`BLOCK`, or `EAGAIN` when non-blocking).
+    /// Lets the caller copy only that much out of the process.
+    pub(crate) fn accepts(&self, len: usize) -> Result<usize, Errno> {
+        if !self.write {
+            return Err(EBADF);
+        }
+        match self.pipe.borrow().accepts(len) {
+            0 if len > 0 && self.nonblocking() => Err(EAGAIN),
+            0 if len > 0 => Err(BLOCK),
+            n => Ok(n),
         }
     }
 

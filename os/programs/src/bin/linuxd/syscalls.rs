@@ -21,7 +21,7 @@ impl Server {
                 let wait = match (self.vfork_child.take(), number) {
                     (Some(child), _) => Wait::Vfork { child },
                     (None, _) if self.block.wait.is_some() => self.block.wait.take().expect("checked"),
-                    (None, nr::NANOSLEEP | nr::CLOCK_NANOSLEEP) => Wait::Sleep,
+                    (None, nr::NANOSLEEP | nr::CLOCK_NANOSLEEP | nr::SCHED_YIELD) => Wait::Sleep,
                     (None, nr::RT_SIGSUSPEND | nr::PAUSE) => {
                         let p = self.procs.get_mut(&pid).and_then(|p| p.switch_to(tid).then_some(p));
                         let mask = p.map_or(0, |p| p.signals.thread.suspended_from);
@@ -66,7 +66,13 @@ impl Server {
             }
             nr::READ => ok(p.read(a0 as i32 as i64, a1, a2 as usize, None)? as u64),
             nr::WRITE => {
-                let (data, fd) = (p.read_user(a1, a2 as usize)?, a0 as i32 as i64);
+                let fd = a0 as i32 as i64;
+                // A pipe's writer copies only what the pipe takes now (nothing while it waits).
+                let len = match &*p.fds.get(fd)?.borrow() {
+                    Open::Pipe(end) => end.accepts((a2 as usize).min(IO_MAX))?,
+                    _ => a2 as usize,
+                };
+                let data = p.read_user(a1, len)?;
                 let n = self.write_fd(pid, fd, &data, None)?;
                 ok(n as u64)
             }
@@ -435,7 +441,15 @@ impl Server {
                 self.block.deadline = Some((deadline, 0));
                 Err(BLOCK)
             }
-            nr::SCHED_YIELD => ok(0),
+            nr::SCHED_YIELD => {
+                // The answer comes after linuxd has waited (a timeout already due): the other
+                // ready threads of the processes' priority run first, as a yield lets them.
+                if p.others.is_empty() && self.procs.len() == 1 {
+                    return ok(0);
+                }
+                self.block.deadline = Some((sys::time_now(), 0));
+                Err(BLOCK)
+            }
             nr::RT_SIGACTION => {
                 let [size, ..] = more(p)?;
                 if size != 8 {
