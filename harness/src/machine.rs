@@ -217,7 +217,7 @@ impl Machine {
         let mut child = Command::new(program)
             .args(&prefix_args)
             .args(&args)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -225,6 +225,7 @@ impl Machine {
                 std::io::ErrorKind::NotFound => HarnessError::QemuMissing,
                 _ => HarnessError::Io(e),
             })?;
+        let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut stderr = child.stderr.take().expect("stderr is piped");
         let (tx, rx) = mpsc::channel();
@@ -249,6 +250,7 @@ impl Machine {
         command.extend(args.iter().map(String::as_str));
         Ok(Running {
             child,
+            stdin,
             rx,
             lines: Vec::new(),
             start,
@@ -265,6 +267,8 @@ impl Machine {
 /// line, then end it.
 pub struct Running {
     child: Child,
+    /// QEMU's standard input: the serial port's receive side ([`Running::type_text`]).
+    stdin: Option<std::process::ChildStdin>,
     rx: mpsc::Receiver<Line>,
     lines: Vec<Line>,
     start: Instant,
@@ -296,7 +300,20 @@ impl Running {
     /// containing `needle`, counting lines printed before the call too. `None`: the time
     /// passed or QEMU ended first.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Option<Line> {
-        if let Some(line) = self.lines.iter().find(|l| l.text.contains(needle)) {
+        self.wait_until(|line| line.contains(needle), timeout)
+    }
+
+    /// Waits up to `timeout` (and never past the deadline) for a console line *equal* to
+    /// `text` (ignoring surrounding white space), counting lines printed before the call too:
+    /// unlike [`Running::wait_for`], the echo of a typed command line does not match.
+    pub fn wait_for_line(&mut self, text: &str, timeout: Duration) -> Option<Line> {
+        self.wait_until(|line| line.trim() == text, timeout)
+    }
+
+    /// Waits up to `timeout` (and never past the deadline) for a console line for which
+    /// `hit` holds, counting lines printed before the call too.
+    pub fn wait_until(&mut self, hit: impl Fn(&str) -> bool, timeout: Duration) -> Option<Line> {
+        if let Some(line) = self.lines.iter().find(|l| hit(&l.text)) {
             return Some(line.clone());
         }
         let until = (Instant::now() + timeout).min(self.deadline);
@@ -307,15 +324,23 @@ impl Running {
             }
             match self.rx.recv_timeout(until - now) {
                 Ok(line) => {
-                    let hit = line.text.contains(needle);
+                    let found = hit(&line.text);
                     self.lines.push(line);
-                    if hit {
+                    if found {
                         return self.lines.last().cloned();
                     }
                 }
                 Err(_) => return None,
             }
         }
+    }
+
+    /// Types `text` on the serial console (QEMU's standard input becomes the UART's receive
+    /// side): `\n` ends a line, `\x03` is Ctrl-C. False if QEMU no longer reads it.
+    pub fn type_text(&mut self, text: &str) -> bool {
+        use std::io::Write as _;
+        let Some(stdin) = self.stdin.as_mut() else { return false };
+        stdin.write_all(text.as_bytes()).and_then(|()| stdin.flush()).is_ok()
     }
 
     /// The run so far, as a report headed by `problem` (for a failure while it runs).

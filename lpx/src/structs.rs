@@ -123,13 +123,16 @@ pub fn utsname(fields: [&str; 6]) -> [u8; UTS_FIELD * 6] {
 pub const TERMIOS_LEN: usize = 36;
 
 /// A `struct termios` of a cooked terminal at 38400 baud: ICRNL|IXON, OPOST|ONLCR,
-/// CS8|CREAD|B38400, ISIG|ICANON|ECHO|ECHOE|ECHOK|IEXTEN, the usual control characters.
+/// CS8|CREAD|B38400, ISIG|ICANON|ECHOE|ECHOK|ECHOCTL|ECHOKE|IEXTEN, the usual control
+/// characters. `ECHO` is clear: Tutti's console driver edits and echoes lines itself, and a
+/// line editor such as busybox's that sees `ECHO` set would switch to raw mode (which the
+/// console cannot give) and echo everything a second time (docs/linux.md, "The console").
 pub fn termios() -> [u8; TERMIOS_LEN] {
     let mut b = [0u8; TERMIOS_LEN];
     put(&mut b, 0, &0o2400u32.to_le_bytes()); // c_iflag: ICRNL | IXON
     put(&mut b, 4, &0o5u32.to_le_bytes()); // c_oflag: OPOST | ONLCR
     put(&mut b, 8, &0o277u32.to_le_bytes()); // c_cflag: B38400 | CS8 | CREAD
-    put(&mut b, 12, &0o105073u32.to_le_bytes()); // c_lflag
+    put(&mut b, 12, &0o105063u32.to_le_bytes()); // c_lflag
                                                  // c_line at 16, c_cc[19] from 17: VINTR ^C, VQUIT ^\, VERASE DEL, VKILL ^U, VEOF ^D, VMIN 1.
     put(&mut b, 17, &[3, 28, 127, 21, 4, 0, 1]);
     b

@@ -100,6 +100,19 @@ pub fn boot_with(
     quota: Option<&str>,
     memory: Option<&str>,
 ) -> harness::Run {
+    machine_with(name, disk, commands, quota, memory, true).run().unwrap()
+}
+
+/// The machine [`boot_with`] runs, for a test that acts while it runs: the shell service gets
+/// `commands` as its arguments (with `restart never` if `once`), linuxd the quota `quota`.
+pub fn machine_with(
+    name: &str,
+    disk: &Path,
+    commands: &[&str],
+    quota: Option<&str>,
+    memory: Option<&str>,
+    once: bool,
+) -> harness::Machine {
     let drive = format!("file={},if=none,id=d0,format=raw", disk.display());
     let mut manifest = String::new();
     let mut in_linux = false;
@@ -118,7 +131,9 @@ pub fn boot_with(
             for command in commands {
                 manifest.push_str(&format!("    arg {command}\n"));
             }
-            manifest.push_str("    restart never\n");
+            if once {
+                manifest.push_str("    restart never\n");
+            }
         }
     }
     let archive = crate::archive_with_manifest(&format!("{name}.cpio"), Some(&manifest));
@@ -126,7 +141,7 @@ pub fn boot_with(
     if let Some(memory) = memory {
         boot = boot.memory(memory);
     }
-    boot.initrd(archive).arg("-drive").arg(&drive).arg("-device").arg("virtio-blk-pci,drive=d0").run().unwrap()
+    boot.initrd(archive).arg("-drive").arg(&drive).arg("-device").arg("virtio-blk-pci,drive=d0")
 }
 
 pub fn output(outputs: &[(String, String, i32)], command: &str) -> (String, i32) {

@@ -16,15 +16,25 @@ pub struct Image {
 /// MiB, the kernel image follows at 1 MiB, and the boot archive is placed at the top of RAM; if
 /// they do not fit, the machine dies before the kernel can say anything. Between this and the
 /// kernel's own minimum (docs/boot.md), the kernel itself explains that memory is short.
-pub fn check_memory(mem: &str, image: &Image) -> Result<(), Failure> {
+/// The bytes of a memory size as QEMU's `-m` takes it (`128M`, `1G`).
+pub fn memory_bytes(mem: &str) -> Result<u64, Failure> {
     let digits = mem.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     let number: u64 = digits.parse().map_err(|_| Failure(format!("cannot read memory size {mem:?} (try 128M)")))?;
-    let bytes = match &mem[digits.len()..] {
+    Ok(match &mem[digits.len()..] {
         "" | "M" | "m" | "MB" | "MiB" => number << 20,
         "G" | "g" | "GB" | "GiB" => number << 30,
         "K" | "k" | "KB" | "KiB" => number << 10,
         unit => return Err(Failure(format!("unknown memory unit {unit:?} in {mem:?} (use M or G)"))),
-    };
+    })
+}
+
+/// Whole MiB of a memory size (0 if it cannot be read).
+pub fn megabytes(mem: &str) -> u64 {
+    memory_bytes(mem).map_or(0, |b| b >> 20)
+}
+
+pub fn check_memory(mem: &str, image: &Image) -> Result<(), Failure> {
+    let bytes = memory_bytes(mem)?;
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let needed = loadable_minimum(size(&image.kernel), size(&image.archive));
     if bytes < needed {

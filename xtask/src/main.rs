@@ -46,6 +46,10 @@ enum Task {
         /// With --cmd: seconds before the run is stopped as hung.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+        /// Land in the native shell instead of busybox `sh` (which needs the host's static
+        /// busybox, Debian's busybox-static).
+        #[arg(long)]
+        native: bool,
     },
     /// Run the host unit tests, then the QEMU system tests.
     Test {
@@ -107,10 +111,10 @@ pub fn step(what: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Task::Run { mem, append, icount, cmd, timeout } if !cmd.is_empty() => {
+        Task::Run { mem, append, icount, cmd, timeout, .. } if !cmd.is_empty() => {
             shell_command::run(&mem, &append, icount, &cmd, timeout)
         }
-        Task::Run { mem, append, icount, .. } => run(&mem, &append, icount),
+        Task::Run { mem, append, icount, native, .. } => run(&mem, &append, icount, native),
         Task::Test { filter, system_only } => test(filter.as_deref(), system_only),
         Task::Bench { benchmark, out, runs } => bench::run(benchmark, &root().join(out), &bench::Options { runs }),
         Task::Build => image::build().map(|_| ExitCode::SUCCESS),
@@ -121,11 +125,12 @@ fn main() -> ExitCode {
     })
 }
 
-fn run(mem: &str, append: &str, icount: bool) -> Result<ExitCode, Failure> {
+fn run(mem: &str, append: &str, icount: bool, native: bool) -> Result<ExitCode, Failure> {
     deps::ensure(&[deps::QEMU])?;
     let image = image::build()?;
     image::check_memory(mem, &image)?;
-    let machine = harness::Machine::new(&image.kernel).initrd(&image.archive).memory(mem).append(append).icount(icount);
+    let archive = if native { image.archive.clone() } else { shell_command::login_archive(&image.archive, mem)? };
+    let machine = harness::Machine::new(&image.kernel).initrd(&archive).memory(mem).append(append).icount(icount);
     let machine = image::with_devices(machine)?;
     step("booting Tutti (Ctrl-A X quits)");
     let status = machine.interactive_command().status().map_err(|e| Failure(format!("cannot start QEMU: {e}")))?;

@@ -37,6 +37,55 @@ pub fn manifest_with_commands(manifest: &str, commands: &[String]) -> Result<Str
     Ok(out)
 }
 
+/// What `cargo xtask run` boots: the boot archive at `archive` with the host's static busybox
+/// added as `/boot/bin/busybox` and the shell service starting `linux /boot/bin/busybox sh -i`
+/// first (`--login`: the native shell takes the console when it exits), linuxd's quota raised
+/// to 16 MiB when the guest has 64 MiB or more; the archive itself (the native shell) when
+/// the host has no static busybox.
+pub fn login_archive(archive: &std::path::Path, mem: &str) -> Result<std::path::PathBuf, Failure> {
+    let Ok(busybox) = harness::linux::find_busybox() else {
+        step("no static busybox on this machine (apt-get install busybox-static): the native shell");
+        return Ok(archive.to_path_buf());
+    };
+    let program = std::fs::read(&busybox).map_err(|e| Failure(format!("{}: {e}", busybox.display())))?;
+    let bytes = std::fs::read(archive).map_err(|e| Failure(format!("{}: {e}", archive.display())))?;
+    let manifest = manifest_with_login(&manifest_of(&bytes)?, image::megabytes(mem) >= 64)?;
+    let out = archive.with_file_name("login-archive.cpio");
+    let extra = [("bin/busybox".to_string(), program)];
+    std::fs::write(&out, with_manifest_and_files(&bytes, &manifest, &extra)?)
+        .map_err(|e| Failure(format!("{}: {e}", out.display())))?;
+    step("busybox sh is the shell (`exit` goes to the native shell; `cargo xtask run --native` skips it)");
+    Ok(out)
+}
+
+/// `manifest` with the shell service starting busybox `sh` first and, if `roomy`, linuxd's
+/// quota at 16 MiB.
+pub fn manifest_with_login(manifest: &str, roomy: bool) -> Result<String, Failure> {
+    let mut out = String::new();
+    let mut service = String::new();
+    let mut found = false;
+    for line in manifest.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.first() == Some(&"service") {
+            service = words.get(1).unwrap_or(&"").to_string();
+        }
+        if roomy && service == "linux" && words.first() == Some(&"quota") {
+            out.push_str("    quota 16M\n");
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+        if words == ["service", "shell"] {
+            found = true;
+            out.push_str("    arg --login\n    arg linux /boot/bin/busybox sh -i\n");
+        }
+    }
+    if !found {
+        return Err(Failure("the manifest (bootfs/etc/services) has no `service shell`".into()));
+    }
+    Ok(out)
+}
+
 /// A copy of the boot archive at `archive` with `etc/services` replaced by `manifest`, written
 /// beside it as `name`.
 pub fn archive_with_manifest(
@@ -142,7 +191,19 @@ pub fn run(mem: &str, append: &str, icount: bool, commands: &[String], timeout: 
 
 #[cfg(test)]
 mod tests {
-    use super::{manifest_of, manifest_with_commands, with_manifest_and_files};
+    use super::{manifest_of, manifest_with_commands, manifest_with_login, with_manifest_and_files};
+
+    #[test]
+    fn the_login_shell_goes_first_and_linuxd_gets_room() {
+        let manifest = "service shell\n    program /bin/shell\nservice linux\n    quota 2560K\n    priority 25\n";
+        let out = manifest_with_login(manifest, true).unwrap();
+        assert_eq!(
+            out,
+            "service shell\n    arg --login\n    arg linux /boot/bin/busybox sh -i\n    program /bin/shell\nservice linux\n    quota 16M\n    priority 25\n"
+        );
+        assert!(manifest_with_login(manifest, false).unwrap().contains("quota 2560K"));
+        assert!(manifest_with_login("service names\n", true).is_err());
+    }
 
     #[test]
     fn the_commands_go_right_after_the_shell_service_line() {

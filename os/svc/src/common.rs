@@ -185,6 +185,13 @@ pub mod console {
                 /// Test aid: sends the bytes through the UART in loopback mode, so they come back
                 /// as input through the interrupt path (echo is held back and written after).
                 Inject { len: u8, bytes: [u8; 31] } = 5,
+                /// `ReadLine` that gives up after `wait_ms` milliseconds with `NoLine` (the
+                /// reader role is free again), for a reader that must not hold the console.
+                ReadLineFor { offset: u64, wait_ms: u64 } = 6,
+                /// Puts the line in `range` of the client's buffer (without its end) back in
+                /// front of the typed lines: the next `ReadLine` gets it (a reader that read
+                /// ahead and no longer wants it gives it back).
+                Unread { range: BufRange } = 7,
             }
             response Response {
                 Done = 1,
@@ -201,6 +208,8 @@ pub mod console {
                 Exists = 9,
                 /// The device or the system refused.
                 Failed = 10,
+                /// `ReadLineFor`: no line was completed in time.
+                NoLine = 11,
             }
         }
     }

@@ -77,8 +77,17 @@ fn main() -> i32 {
             return svc::exit(1);
         }
     };
-    let commands = svc::arguments().unwrap_or_default();
-    if !commands.is_empty() {
+    let mut commands = svc::arguments().unwrap_or_default();
+    // `--login` first: the commands run as if typed (the Linux personality's busybox `sh`, as
+    // `cargo xtask run` starts it), then this shell reads the console.
+    if commands.first().is_some_and(|c| c == "--login") {
+        commands.remove(0);
+        for command in &commands {
+            shell.status = shell.execute(command);
+        }
+        shell.leave = None;
+        shell.say("Back in the Tutti shell. Type `help` for the commands.\n");
+    } else if !commands.is_empty() {
         let mut status = 0;
         for command in &commands {
             shell.say(&format!("--- $ {command}\n"));
@@ -91,8 +100,9 @@ fn main() -> i32 {
             }
         }
         return svc::exit(status);
+    } else {
+        shell.say("Tutti shell. Type `help` for the commands.\n");
     }
-    shell.say("Tutti shell. Type `help` for the commands.\n");
     loop {
         let prompt = format!("tutti:{}$ ", shell.cwd);
         shell.say(&prompt);

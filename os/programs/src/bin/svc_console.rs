@@ -196,7 +196,9 @@ impl Driver {
         self.uart.send(&bytes[start..]);
     }
 
-    fn read_line(&self, badge: u64, offset: u64) -> Response {
+    /// `ReadLine` (`until` = `None`), or `ReadLineFor` giving up at `until` (nanoseconds since
+    /// boot).
+    fn read_line(&self, badge: u64, offset: u64, until: Option<u64>) -> Response {
         if !self.buffers.lock().contains_key(&badge) {
             return Response::NoBuffer;
         }
@@ -219,7 +221,16 @@ impl Driver {
             if let Some(line) = next {
                 break line;
             }
-            let _ = sys::wait(self.line_ready, 100_000_000);
+            let mut wait = 100_000_000;
+            if let Some(until) = until {
+                let now = sys::time_now();
+                if now >= until {
+                    self.input.lock().reader = false;
+                    return Response::NoLine;
+                }
+                wait = wait.min(until - now);
+            }
+            let _ = sys::wait(self.line_ready, wait);
         };
         let Some(line) = line else { return Response::Cancelled };
         let buffers = self.buffers.lock();
@@ -312,7 +323,32 @@ impl Driver {
                 self.write(&data);
                 Response::Done
             }
-            Request::ReadLine { offset } => self.read_line(badge, offset),
+            Request::Unread { range } => {
+                let mut line = alloc::vec![0u8; (range.len as usize).min(LINE_MAX)];
+                {
+                    let buffers = self.buffers.lock();
+                    let Some(buffer) = buffers.get(&badge) else { return Response::NoBuffer };
+                    if range.len as usize > LINE_MAX {
+                        return Response::TooLarge;
+                    }
+                    if buffer.check(range).is_err() || buffer.read(range.offset, &mut line).is_err() {
+                        return Response::OutOfRange;
+                    }
+                }
+                let mut input = self.input.lock();
+                if input.complete.len() >= QUEUED_LINES {
+                    return Response::Failed;
+                }
+                input.complete.push_front(Some(line));
+                drop(input);
+                let _ = sys::signal(self.line_ready, LINE_BIT);
+                Response::Done
+            }
+            Request::ReadLine { offset } => self.read_line(badge, offset, None),
+            Request::ReadLineFor { offset, wait_ms } => {
+                let until = sys::time_now().saturating_add(wait_ms.saturating_mul(1_000_000));
+                self.read_line(badge, offset, Some(until))
+            }
         }
     }
 }

@@ -126,6 +126,12 @@ impl SharedBuffer {
         self.memory
     }
 
+    /// Where the buffer is mapped in this task (for another thread of the task that reads it
+    /// directly).
+    pub fn addr(&self) -> u64 {
+        self.at
+    }
+
     /// Bytes in the buffer.
     pub fn len(&self) -> usize {
         self.len

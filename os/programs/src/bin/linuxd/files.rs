@@ -365,6 +365,11 @@ impl Process {
         }
     }
 
+    /// Whether `fd` is open on the console.
+    pub(crate) fn is_console(&self, fd: i64) -> bool {
+        self.fds.get(fd).is_ok_and(|f| matches!(&*f.borrow(), Open::Console { .. }))
+    }
+
     /// The path a descriptor was opened with (`fchmod`, `futimens`): a file or directory.
     pub(crate) fn fd_path(&mut self, fd: i64) -> Result<String, Errno> {
         match &*self.fds.get(fd)?.borrow() {
@@ -444,7 +449,6 @@ impl Process {
         const TCSETS: u64 = 0x5402;
         const TCSETSW: u64 = 0x5403;
         const TCSETSF: u64 = 0x5404;
-        const TIOCGPGRP: u64 = 0x540f;
         const TIOCGWINSZ: u64 = 0x5413;
         const FIONREAD: u64 = 0x541b;
         const FIONBIO: u64 = 0x5421;
@@ -474,7 +478,6 @@ impl Process {
             TCGETS => self.write_mem(arg, &structs::termios()).map(|()| 0),
             TCSETS | TCSETSW | TCSETSF => Ok(0),
             TIOCGWINSZ => self.write_mem(arg, &structs::winsize(24, 80)).map(|()| 0),
-            TIOCGPGRP => self.write_mem(arg, &self.pid.to_le_bytes()).map(|()| 0),
             _ => Err(EINVAL),
         }
     }

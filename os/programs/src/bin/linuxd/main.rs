@@ -45,6 +45,7 @@ mod procs;
 mod signals;
 mod syscalls;
 mod threads;
+mod tty;
 
 use files::{Fd, Open};
 use lpx::proc::Ended as Status;
@@ -96,6 +97,9 @@ const SIGTRAP: u32 = 5;
 const SIGBUS: u32 = 7;
 const AT_FDCWD: i64 = -100;
 const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+/// The terminal's foreground process group (`ioctl`).
+const TIOCGPGRP: u64 = 0x540f;
+const TIOCSPGRP: u64 = 0x5410;
 
 /// Linux `open` flags.
 mod o {
@@ -250,6 +254,8 @@ struct Server {
     /// to process and thread id.
     thread_pids: BTreeMap<u32, (u32, u32)>,
     zombies: BTreeMap<u32, Zombie>,
+    /// Console input and the terminal's foreground group (`tty.rs`).
+    tty: tty::Tty,
     /// Nanoseconds since 1970 at boot (from the file system's clock), for CLOCK_REALTIME.
     realtime_base: u64,
     hwcap: u64,
@@ -307,6 +313,7 @@ impl Server {
             vfork_child: None,
             thread_pids: BTreeMap::new(),
             zombies: BTreeMap::new(),
+            tty: tty::Tty::default(),
             realtime_base: 0,
             hwcap,
         };
@@ -373,6 +380,8 @@ impl Server {
                         answer = Some(Message::new(0, [rax, 0, 0, 0]));
                     }
                 }
+                // The console reader left a line (the bound notification; no one to answer).
+                label::NOTIFY => self.console_input(),
                 label::FAULT if badge & BADGE_KIND == BADGE_FAULT => {
                     let (pid, tid) = self.thread_ids(info::thread(info_word), badge as u32);
                     if self.fault(pid, tid, message.words) {
@@ -396,6 +405,7 @@ impl Server {
                 }
             }
             self.retry_parked();
+            self.update_console_reader();
         }
     }
 
@@ -546,7 +556,10 @@ impl Server {
         let argv: Vec<&[u8]> = strings[2..2 + argc as usize].to_vec();
         let envp: Vec<&[u8]> = strings[2 + argc as usize..needed].to_vec();
         match self.spawn(badge, &path, &cwd, &argv, &envp) {
-            Ok(pid) => Response::Spawned { pid },
+            Ok(pid) => {
+                self.tty.started_group = pid;
+                Response::Spawned { pid }
+            }
             Err(Refusal(errno, message)) => {
                 let message = format!("{path}: {} ({}): {message}", errno_text(errno), errno.name());
                 rt::log::debug!("{message}");

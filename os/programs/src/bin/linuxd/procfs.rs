@@ -198,6 +198,18 @@ impl Server {
         Ok(0)
     }
 
+    /// The program file `path` names if it is a `/proc/<pid>/exe` link (followed).
+    pub(crate) fn proc_exe(&self, caller: u32, path: &str) -> Option<String> {
+        let path = lpx::path::normalise(path);
+        if !pfs::is_proc(&path) {
+            return None;
+        }
+        match self.proc_node(caller, &path, true) {
+            Ok(node @ Node::Exe(t)) => self.proc_link(caller, node, t).ok(),
+            _ => None,
+        }
+    }
+
     /// Where a link node points.
     fn proc_link(&self, caller: u32, node: Node, target: u32) -> Result<String, Errno> {
         let p = self.procs.get(&target).ok_or(ENOENT)?;

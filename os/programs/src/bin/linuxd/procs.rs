@@ -231,7 +231,12 @@ impl Server {
     /// is the new program's. On success there is no answer: the calling thread is gone.
     pub(crate) fn execve(&mut self, pid: u32, path: u64, argv: u64, envp: u64) -> Result<Option<u64>, Errno> {
         let p = self.procs.get_mut(&pid).ok_or(ESRCH)?;
-        let path = p.path_arg(AT_FDCWD, path)?;
+        let mut path = p.path_arg(AT_FDCWD, path)?;
+        // `/proc/<pid>/exe` (busybox re-runs itself that way): the program's file.
+        if let Some(target) = self.proc_exe(pid, &path) {
+            path = target;
+        }
+        let p = self.procs.get_mut(&pid).ok_or(ESRCH)?;
         let mut budget = EXEC_BYTES_MAX;
         let args = p.string_array(argv, &mut budget)?;
         let env = p.string_array(envp, &mut budget)?;

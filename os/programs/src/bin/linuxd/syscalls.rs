@@ -64,6 +64,13 @@ impl Server {
                 self.end(pid, Status::Exited(a0 as u8 as i32));
                 Ok(None)
             }
+            nr::READ if p.is_console(a0 as i32 as i64) => {
+                let len = (a2 as usize).min(IO_MAX);
+                p.check(a1, len as u64, true)?;
+                let data = self.console_read(pid, a0 as i32 as i64, len)?;
+                self.procs.get_mut(&pid).ok_or(ESRCH)?.write_mem(a1, &data)?;
+                ok(data.len() as u64)
+            }
             nr::READ => ok(p.read(a0 as i32 as i64, a1, a2 as usize, None)? as u64),
             nr::WRITE => {
                 let fd = a0 as i32 as i64;
@@ -91,7 +98,12 @@ impl Server {
                 for (base, len) in &iov {
                     p.check(*base, *len, true)?;
                 }
-                let data = p.read_fd(a0 as i32 as i64, total, None)?;
+                let data = if p.is_console(a0 as i32 as i64) {
+                    self.console_read(pid, a0 as i32 as i64, total)?
+                } else {
+                    p.read_fd(a0 as i32 as i64, total, None)?
+                };
+                let p = self.procs.get_mut(&pid).ok_or(ESRCH)?;
                 let mut at = 0;
                 for (base, len) in iov {
                     let n = (len as usize).min(data.len() - at);
@@ -302,6 +314,28 @@ impl Server {
                 ok(a1)
             }
             nr::FCNTL => p.fcntl(a0 as i32 as i64, a1, a2).map(Some),
+            nr::IOCTL if p.is_console(a0 as i32 as i64) && matches!(a1, TIOCGPGRP | TIOCSPGRP) => {
+                // The terminal's foreground group: Ctrl-C sends it SIGINT.
+                if a1 == TIOCGPGRP {
+                    let own = p.pgid;
+                    let group = match self.foreground() {
+                        0 => own,
+                        g => g,
+                    };
+                    self.procs.get_mut(&pid).ok_or(ESRCH)?.write_mem(a2, &group.to_le_bytes())?;
+                    return ok(0);
+                }
+                let group = p.read_u64(a2)? as u32;
+                let sid = p.sid;
+                if (group as i32) <= 0 {
+                    return Err(EINVAL);
+                }
+                if !self.procs.values().any(|q| q.pgid == group && q.sid == sid) {
+                    return Err(EPERM);
+                }
+                self.tty.foreground = group;
+                ok(0)
+            }
             nr::IOCTL => p.ioctl(a0 as i32 as i64, a1, a2).map(Some),
             nr::BRK => ok(p.set_brk(a0)),
             nr::MMAP => {
@@ -639,10 +673,11 @@ impl Server {
 
     pub(crate) fn console_write(&mut self, data: &[u8]) {
         if self.console.is_none() {
-            self.console = connect_console();
+            self.reconnect_console();
         }
         if let Some((console, buffer)) = &self.console {
-            let sent = data.chunks(buffer.len()).all(|chunk| {
+            // The buffer's end is where the console reader's lines arrive (`tty.rs`).
+            let sent = data.chunks(buffer.len().min(tty::INPUT_OFFSET as usize)).all(|chunk| {
                 let range = BufRange { offset: 0, len: chunk.len() as u64 };
                 buffer.write(0, chunk).is_ok()
                     && matches!(
@@ -653,7 +688,7 @@ impl Server {
             if sent {
                 return;
             }
-            self.console = None;
+            self.drop_console();
         }
         rt::print!("{}", String::from_utf8_lossy(data));
     }
