@@ -50,10 +50,26 @@ pub const ENOSYS: Errno = Errno(38);
 pub const ENOTEMPTY: Errno = Errno(39);
 pub const ELOOP: Errno = Errno(40);
 pub const EOPNOTSUPP: Errno = Errno(95);
+pub const ENOTSOCK: Errno = Errno(88);
+pub const EDESTADDRREQ: Errno = Errno(89);
+pub const EMSGSIZE: Errno = Errno(90);
+pub const ENOPROTOOPT: Errno = Errno(92);
+pub const EPROTONOSUPPORT: Errno = Errno(93);
+pub const ESOCKTNOSUPPORT: Errno = Errno(94);
+pub const EAFNOSUPPORT: Errno = Errno(97);
+pub const EADDRINUSE: Errno = Errno(98);
+pub const ENETDOWN: Errno = Errno(100);
+pub const ENETUNREACH: Errno = Errno(101);
+pub const ENOBUFS: Errno = Errno(105);
+pub const EISCONN: Errno = Errno(106);
+pub const ENOTCONN: Errno = Errno(107);
+pub const ECONNREFUSED: Errno = Errno(111);
+pub const EALREADY: Errno = Errno(114);
+pub const EINPROGRESS: Errno = Errno(115);
 pub const ETIMEDOUT: Errno = Errno(110);
 pub const ESTALE: Errno = Errno(116);
 
-const NAMES: [(Errno, &str); 35] = [
+const NAMES: [(Errno, &str); 51] = [
     (EPERM, "EPERM"),
     (ENOENT, "ENOENT"),
     (ESRCH, "ESRCH"),
@@ -89,6 +105,22 @@ const NAMES: [(Errno, &str); 35] = [
     (EOPNOTSUPP, "EOPNOTSUPP"),
     (ETIMEDOUT, "ETIMEDOUT"),
     (ESTALE, "ESTALE"),
+    (ENOTSOCK, "ENOTSOCK"),
+    (EDESTADDRREQ, "EDESTADDRREQ"),
+    (EMSGSIZE, "EMSGSIZE"),
+    (ENOPROTOOPT, "ENOPROTOOPT"),
+    (EPROTONOSUPPORT, "EPROTONOSUPPORT"),
+    (ESOCKTNOSUPPORT, "ESOCKTNOSUPPORT"),
+    (EAFNOSUPPORT, "EAFNOSUPPORT"),
+    (EADDRINUSE, "EADDRINUSE"),
+    (ENETDOWN, "ENETDOWN"),
+    (ENETUNREACH, "ENETUNREACH"),
+    (ENOBUFS, "ENOBUFS"),
+    (EISCONN, "EISCONN"),
+    (ENOTCONN, "ENOTCONN"),
+    (ECONNREFUSED, "ECONNREFUSED"),
+    (EALREADY, "EALREADY"),
+    (EINPROGRESS, "EINPROGRESS"),
 ];
 
 #[cfg(test)]

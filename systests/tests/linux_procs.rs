@@ -96,6 +96,7 @@ fn linux_busybox_sh_runs_scripts_with_pipes_loops_and_applets_as_on_the_host() {
     let run = boot("linux-busybox", &img, &["mkdir /tmp/bb", link, command, "linux /disk/bin/cat /tmp/bb/errors"]);
     assert_eq!(output(&shell_outputs(&run), link).1, 0, "{}", run.report("ln -s"));
     let outputs = shell_outputs(&run);
+    assert!(outputs.iter().any(|(c, _, _)| c == command), "{}", run.report("the script did not finish"));
     let (text, status) = output(&outputs, command);
     let (errors, _) = output(&outputs, "linux /disk/bin/cat /tmp/bb/errors");
     assert_eq!(status, 0, "{}\nstandard error:\n{errors}", run.report(&text));

@@ -85,7 +85,7 @@ echo "== /proc and ps"
 sleep 3 &
 bg=$!
 # Until the child has exec'd sleep (before, it is a copy of this shell).
-while [ "$(cat /proc/$bg/comm 2>/dev/null)" != sleep ]; do :; done
+while [ -d /proc/$bg ] && [ "$(cat /proc/$bg/comm 2>/dev/null)" != sleep ]; do :; done
 ps -o pid,ppid,comm | awk -v bg=$bg -v me=$$ '$1 == bg { print "ps -o: the sleep,", ($2 == me ? "child of this shell," : "parent " $2), $3 }'
 ps | awk -v bg=$bg '$1 == bg { print "ps: the sleep, command", $(NF-1), $NF }'
 echo "cmdline: $(tr '\0' ' ' < /proc/$bg/cmdline)"

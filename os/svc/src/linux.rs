@@ -27,7 +27,7 @@ rt::protocol! {
             Open { notify: Cap } = 1,
             /// Starts the program: the buffer's `range` holds path, cwd, `argc` arguments and
             /// `envc` environment strings, each NUL-terminated.
-            Spawn { range: BufRange, argc: u32, envc: u32 } = 2,
+            Spawn { range: BufRange, argc: u32, envc: u32, input: bool } = 2,
             /// How process `pid` (of this client) is.
             Status { pid: u32 } = 3,
             /// The `index`-th unimplemented system call that was made, by number.
@@ -132,8 +132,9 @@ impl LinuxClient {
         }
     }
 
-    /// Starts `path` with `argv` and `envp` in `cwd`; its pid.
-    pub fn spawn(&self, path: &str, cwd: &str, argv: &[&str], envp: &[&str]) -> Result<u32, LinuxError> {
+    /// Starts `path` with `argv` and `envp` in `cwd`; with `input`, its standard input is the
+    /// console (typed lines), else it reads as `/dev/null` (end of file at once). Its pid.
+    pub fn spawn(&self, path: &str, cwd: &str, argv: &[&str], envp: &[&str], input: bool) -> Result<u32, LinuxError> {
         let mut bytes = Vec::new();
         for s in [path, cwd].iter().chain(argv).chain(envp) {
             bytes.extend_from_slice(s.as_bytes());
@@ -144,7 +145,7 @@ impl LinuxClient {
         }
         self.buffer.write(0, &bytes).map_err(|_| LinuxError::Protocol)?;
         let range = BufRange { offset: 0, len: bytes.len() as u64 };
-        let request = Request::Spawn { range, argc: argv.len() as u32, envc: envp.len() as u32 };
+        let request = Request::Spawn { range, argc: argv.len() as u32, envc: envp.len() as u32, input };
         match self.client.call(&request, sys::FOREVER_NS)? {
             Response::Spawned { pid } => Ok(pid),
             Response::Refused { errno, len } => {

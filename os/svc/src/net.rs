@@ -41,6 +41,16 @@ pub mod tcp_state {
     pub const LISTENING: u8 = 6;
 }
 
+/// Bits of a `Readiness` answer.
+pub mod readiness {
+    /// Data (or the end of the stream) to receive; a listener has a connection to accept.
+    pub const READABLE: u8 = 1;
+    /// Room to send (a TCP connection is established).
+    pub const WRITABLE: u8 = 2;
+    /// The connection is closed both ways, or was reset or refused.
+    pub const HANGUP: u8 = 4;
+}
+
 rt::protocol! {
     /// Sockets of the network service. Socket ids are per service and checked against the
     /// caller's badge: a client names only its own sockets.
@@ -77,6 +87,10 @@ rt::protocol! {
             UdpRecvFrom { id: u32, range: BufRange } = 12,
             /// Joins the IPv4 multicast group `addr` (IGMP) on the interface.
             JoinMulticast { addr: [u8; 4] } = 13,
+            /// What socket `id` could do now (`poll`): `Readiness` with [`readiness`] bits; when
+            /// it is neither readable nor writable the caller counts as waiting (signalled on
+            /// progress).
+            Poll { id: u32 } = 14,
         }
         response Response {
             Done = 1,
@@ -106,6 +120,8 @@ rt::protocol! {
             NotConfigured = 17,
             /// The service could not do it (out of memory...).
             Failed = 18,
+            /// `Poll`: [`readiness`] bits.
+            Readiness { bits: u8 } = 19,
         }
     }
 }

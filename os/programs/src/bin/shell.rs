@@ -67,6 +67,9 @@ struct Shell {
     ends: Handle,
     /// The status of the last `linux` command's program.
     linux_status: Option<i32>,
+    /// Whether someone at the console runs the commands (typed, or `--login`): then a Linux
+    /// program reads the console; else (the manifest's commands) its input is empty.
+    interactive: bool,
 }
 
 fn main() -> i32 {
@@ -82,6 +85,7 @@ fn main() -> i32 {
     // `cargo xtask run` starts it), then this shell reads the console.
     if commands.first().is_some_and(|c| c == "--login") {
         commands.remove(0);
+        shell.interactive = true;
         for command in &commands {
             shell.status = shell.execute(command);
         }
@@ -103,6 +107,7 @@ fn main() -> i32 {
     } else {
         shell.say("Tutti shell. Type `help` for the commands.\n");
     }
+    shell.interactive = true;
     loop {
         let prompt = format!("tutti:{}$ ", shell.cwd);
         shell.say(&prompt);
@@ -139,6 +144,7 @@ impl Shell {
             endpoint,
             ends,
             linux_status: None,
+            interactive: false,
         })
     }
 
@@ -561,7 +567,7 @@ impl Shell {
         // Flush what came before, so the program's output follows it.
         let before = core::mem::take(out);
         self.say(&before);
-        let pid = linux.spawn(path, &self.cwd, args, &envp).map_err(|e| format!("{e}"))?;
+        let pid = linux.spawn(path, &self.cwd, args, &envp, self.interactive).map_err(|e| format!("{e}"))?;
         match linux.wait(pid, 1_000_000_000).map_err(|e| format!("{e}"))? {
             svc::linux::Status::Exited(code) => {
                 self.linux_status = Some(code);

@@ -779,6 +779,7 @@ impl Stack {
                 }
                 _ => Response::BadSocket,
             },
+            Request::Poll { id } => self.readiness(badge, id),
             Request::Send { id, range } => self.send(badge, id, range),
             Request::Recv { id, range } => self.recv(badge, id, range),
             Request::Close { id } => match self.table.get(&id) {
@@ -886,6 +887,51 @@ impl Stack {
                 Response::Failed
             }
         }
+    }
+
+    /// `Poll`: what socket `id` of `badge` could do now.
+    fn readiness(&mut self, badge: u64, id: u32) -> Response {
+        use svc::net::readiness::{HANGUP, READABLE, WRITABLE};
+        let bits = match self.table.get(&id) {
+            Some(Socket { owner, kind }) if *owner == badge => match kind {
+                Kind::Listener { pool, .. } => {
+                    let pending = pool.iter().any(|&h| {
+                        !matches!(
+                            self.sockets.get::<tcp::Socket>(h).state(),
+                            tcp::State::Listen | tcp::State::SynReceived
+                        )
+                    });
+                    if pending {
+                        READABLE
+                    } else {
+                        0
+                    }
+                }
+                Kind::Stream(h) => {
+                    let s = self.sockets.get::<tcp::Socket>(*h);
+                    let mut bits = 0;
+                    if s.can_recv() || (!s.may_recv() && s.state() != tcp::State::SynSent) {
+                        bits |= READABLE;
+                    }
+                    if s.can_send() {
+                        bits |= WRITABLE;
+                    }
+                    if s.state() == tcp::State::Closed || (!s.may_recv() && !s.may_send() && !s.can_recv()) {
+                        bits |= HANGUP;
+                    }
+                    bits
+                }
+                Kind::Udp(h) => {
+                    let s = self.sockets.get::<udp::Socket>(*h);
+                    (if s.can_recv() { READABLE } else { 0 }) | (if s.can_send() { WRITABLE } else { 0 })
+                }
+            },
+            _ => return Response::BadSocket,
+        };
+        if bits & (READABLE | WRITABLE) == 0 {
+            return self.wait(badge, Response::Readiness { bits });
+        }
+        Response::Readiness { bits }
     }
 
     fn accept(&mut self, badge: u64, listener: u32) -> Response {

@@ -17,6 +17,8 @@ pub(crate) enum Open {
     Pipe(pipes::PipeEnd),
     /// A file or directory of `/proc` (`procfs.rs`).
     Proc(procfs::ProcOpen),
+    /// A socket (`sockets.rs`).
+    Socket(sockets::Sock),
 }
 
 pub(crate) struct FileDesc {
@@ -88,6 +90,7 @@ impl Process {
         match &*open {
             Open::Console { .. } => Ok(device_stat("/dev/console").expect("known")),
             Open::Null { .. } => Ok(device_stat("/dev/null").expect("known")),
+            Open::Socket(s) => Ok(s.stat()),
             Open::File(f) => f.file.stat().map(|s| stat_of(&s)).map_err(fs_errno),
             Open::Proc(f) => Ok(f.stat),
             Open::Pipe(end) => Ok(FileStat {
@@ -191,6 +194,8 @@ impl Process {
                 }
                 Ok(Vec::new())
             }
+            Open::Socket(s) if at.is_none() => s.recv(len.min(IO_MAX), 0).map(|(data, _)| data),
+            Open::Socket(_) => Err(ESPIPE),
             Open::Pipe(end) => end.read(len),
             Open::Proc(f) => f.read(len.min(IO_MAX), at),
             Open::File(f) => {
@@ -231,7 +236,7 @@ impl Process {
         let fd = self.fds.get(fd)?.clone();
         let mut open = fd.borrow_mut();
         match &mut *open {
-            Open::Console { .. } | Open::Pipe(_) => Err(ESPIPE),
+            Open::Console { .. } | Open::Pipe(_) | Open::Socket(_) => Err(ESPIPE),
             Open::Null { .. } => Ok(0),
             Open::Proc(f) => f.seek(offset, whence),
             Open::File(f) if f.directory => {
@@ -343,6 +348,7 @@ impl Process {
                 Ok(match &*open {
                     Open::Console { flags } | Open::Null { flags } => *flags,
                     Open::Pipe(end) => end.flags,
+                    Open::Socket(s) => s.flags,
                     Open::Proc(f) => f.flags | if f.entries.is_some() { o::DIRECTORY } else { 0 },
                     Open::File(f) => f.flags | if f.directory { o::DIRECTORY } else { 0 },
                 })
@@ -357,6 +363,7 @@ impl Process {
                     Open::Console { flags } | Open::Null { flags } => *flags = (*flags & !settable) | (arg & settable),
                     Open::Pipe(end) => end.flags = (end.flags & !o::NONBLOCK) | (arg & o::NONBLOCK),
                     Open::Proc(f) => f.flags = (f.flags & !settable) | (arg & settable),
+                    Open::Socket(s) => s.flags = (s.flags & !o::NONBLOCK) | (arg & o::NONBLOCK),
                     Open::File(f) => f.flags = (f.flags & !settable) | (arg & settable),
                 }
                 Ok(0)
@@ -375,7 +382,7 @@ impl Process {
         match &*self.fds.get(fd)?.borrow() {
             Open::File(f) => Ok(f.path.clone()),
             Open::Proc(_) => Err(EPERM),
-            Open::Pipe(_) | Open::Console { .. } | Open::Null { .. } => Err(EINVAL),
+            Open::Pipe(_) | Open::Console { .. } | Open::Null { .. } | Open::Socket(_) => Err(EINVAL),
         }
     }
 

@@ -7,7 +7,8 @@ impl Server {
     // ---- The loader ----
 
     /// Starts the program at `path` for a client: a new process with the console as its
-    /// standard input, output and error.
+    /// standard output and error, and as its standard input with `input` (else input reads as
+    /// `/dev/null`: a program run without anyone at the console sees the end of its input).
     pub(crate) fn spawn(
         &mut self,
         client: u64,
@@ -15,14 +16,15 @@ impl Server {
         cwd: &str,
         argv: &[&[u8]],
         envp: &[&[u8]],
+        input: bool,
     ) -> Result<u32, Refusal> {
         let cwd = if cwd.starts_with('/') { lpx::path::normalise(cwd) } else { String::from("/") };
         let path = lpx::path::join(&cwd, path);
         let pid = self.next_pid;
         let mut process = Process::blank(pid, client, cwd);
-        for _ in 0..3 {
-            let console = Rc::new(RefCell::new(Open::Console { flags: 2 }));
-            process.fds.insert(console, false).map_err(|e| Refusal(e, String::from("fds")))?;
+        for fd in 0..3 {
+            let open = if fd == 0 && !input { Open::Null { flags: o::RDONLY } } else { Open::Console { flags: 2 } };
+            process.fds.insert(Rc::new(RefCell::new(open)), false).map_err(|e| Refusal(e, String::from("fds")))?;
         }
         self.exec_image(&mut process, &path, argv, envp)?;
         self.next_pid += 1;

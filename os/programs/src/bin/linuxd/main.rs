@@ -43,6 +43,7 @@ mod pipes;
 mod procfs;
 mod procs;
 mod signals;
+mod sockets;
 mod syscalls;
 mod threads;
 mod tty;
@@ -381,7 +382,12 @@ impl Server {
                     }
                 }
                 // The console reader left a line (the bound notification; no one to answer).
-                label::NOTIFY => self.console_input(),
+                label::NOTIFY => {
+                    // Network progress needs nothing here: the parked calls are tried again below.
+                    if message.words[0] & tty::INPUT_BIT != 0 {
+                        self.console_input();
+                    }
+                }
                 label::FAULT if badge & BADGE_KIND == BADGE_FAULT => {
                     let (pid, tid) = self.thread_ids(info::thread(info_word), badge as u32);
                     if self.fault(pid, tid, message.words) {
@@ -499,7 +505,7 @@ impl Server {
         rt::log::debug!("request {request:?} from {badge:#x}");
         let response = match request {
             Request::Open { notify } => self.open_client(badge, notify.0),
-            Request::Spawn { range, argc, envc } => self.spawn_request(badge, range, argc, envc),
+            Request::Spawn { range, argc, envc, input } => self.spawn_request(badge, range, argc, envc, input),
             Request::Status { pid } => match (self.procs.get(&pid), self.ended.get(&pid)) {
                 (Some(p), _) if p.client == badge => Response::Running,
                 (None, Some((client, status))) if *client == badge => match status {
@@ -537,7 +543,7 @@ impl Server {
         Response::Opened { buffer: Cap(cap), len: BUFFER_LEN }
     }
 
-    fn spawn_request(&mut self, badge: u64, range: BufRange, argc: u32, envc: u32) -> Response {
+    fn spawn_request(&mut self, badge: u64, range: BufRange, argc: u32, envc: u32, input: bool) -> Response {
         let Some(client) = self.clients.get(&badge) else { return Response::BadRequest };
         let Ok((_, len)) = client.buffer.check(range) else { return Response::BadRequest };
         let mut bytes = alloc::vec![0u8; len];
@@ -555,9 +561,11 @@ impl Server {
         let cwd = text(strings[1]);
         let argv: Vec<&[u8]> = strings[2..2 + argc as usize].to_vec();
         let envp: Vec<&[u8]> = strings[2 + argc as usize..needed].to_vec();
-        match self.spawn(badge, &path, &cwd, &argv, &envp) {
+        match self.spawn(badge, &path, &cwd, &argv, &envp, input) {
             Ok(pid) => {
-                self.tty.started_group = pid;
+                if input {
+                    self.tty.started_group = pid;
+                }
                 Response::Spawned { pid }
             }
             Err(Refusal(errno, message)) => {

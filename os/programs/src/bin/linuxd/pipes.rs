@@ -131,9 +131,10 @@ impl Process {
     /// The `poll` events of descriptor `fd` now (`POLLNVAL` if it is not open).
     fn poll_events(&self, fd: i32) -> i16 {
         let Ok(file) = self.fds.get(fd as i64) else { return POLLNVAL };
-        let open = file.borrow();
-        match &*open {
+        let mut open = file.borrow_mut();
+        match &mut *open {
             Open::Pipe(end) => end.events(),
+            Open::Socket(s) => s.events(),
             // The console's reads see the end of input, files and /dev/null never block.
             Open::Console { .. } | Open::Null { .. } | Open::File(_) | Open::Proc(_) => {
                 POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM

@@ -232,6 +232,9 @@ impl Server {
     pub(crate) fn execve(&mut self, pid: u32, path: u64, argv: u64, envp: u64) -> Result<Option<u64>, Errno> {
         let p = self.procs.get_mut(&pid).ok_or(ESRCH)?;
         let mut path = p.path_arg(AT_FDCWD, path)?;
+        // The name (`comm`) is the last component of the path the caller gave, as on Linux
+        // (`exe` for `/proc/self/exe`, which busybox then renames to the applet).
+        let named = String::from(path.rsplit('/').next().unwrap_or(""));
         // `/proc/<pid>/exe` (busybox re-runs itself that way): the program's file.
         if let Some(target) = self.proc_exe(pid, &path) {
             path = target;
@@ -267,6 +270,8 @@ impl Server {
                 drop(p.fds.close_on_exec());
                 p.signals.exec();
                 p.execed = true;
+                p.comm = [0; 16];
+                p.comm[..named.len().min(15)].copy_from_slice(&named.as_bytes()[..named.len().min(15)]);
                 rt::log::debug!("pid {pid}: exec {path}");
                 self.procs.insert(pid, p);
                 self.release_vfork(pid);

@@ -517,6 +517,44 @@ impl Server {
                 let [out_offset, count, flags] = more(p)?;
                 ok(self.copy_file_range(pid, [a0, a1, a2, out_offset, count, flags])? as u64)
             }
+            nr::SOCKET => ok(p.socket(a0, a1, a2)?),
+            nr::BIND => ok(p.bind(a0 as i32 as i64, a1, a2)?),
+            nr::LISTEN => ok(p.listen(a0 as i32 as i64, a1)?),
+            nr::ACCEPT => ok(p.accept(a0 as i32 as i64, a1, a2, 0)?),
+            nr::ACCEPT4 => {
+                let [flags, ..] = more(p)?;
+                ok(p.accept(a0 as i32 as i64, a1, a2, flags)?)
+            }
+            nr::CONNECT => ok(p.connect(a0 as i32 as i64, a1, a2)?),
+            nr::SHUTDOWN => ok(p.shutdown(a0 as i32 as i64, a1)?),
+            nr::GETSOCKNAME | nr::GETPEERNAME => ok(p.sockname(a0 as i32 as i64, a1, a2, number == nr::GETPEERNAME)?),
+            nr::SETSOCKOPT => {
+                let [value, len, ..] = more(p)?;
+                ok(p.setsockopt(a0 as i32 as i64, a1, a2, value, len)?)
+            }
+            nr::GETSOCKOPT => {
+                let [value, len_at, ..] = more(p)?;
+                ok(p.getsockopt(a0 as i32 as i64, a1, a2, value, len_at)?)
+            }
+            nr::SENDTO | nr::SENDMSG => {
+                let [flags, addr, addrlen] = more(p)?;
+                let sent = if number == nr::SENDTO {
+                    p.sendto(a0 as i32 as i64, a1, a2, flags, Some((addr, addrlen)))
+                } else {
+                    p.sendmsg(a0 as i32 as i64, a1, a2)
+                };
+                let flags = if number == nr::SENDTO { flags } else { a2 };
+                if sent == Err(EPIPE) && flags & sockets::MSG_NOSIGNAL == 0 {
+                    let info = lpx::proc::SigInfo { signo: lpx::proc::SIGPIPE, pid, ..Default::default() };
+                    self.send_signal(pid, info);
+                }
+                ok(sent? as u64)
+            }
+            nr::RECVFROM => {
+                let [flags, addr, len_at] = more(p)?;
+                ok(p.recvfrom(a0 as i32 as i64, a1, a2, flags, (addr, len_at))? as u64)
+            }
+            nr::RECVMSG => ok(p.recvmsg(a0 as i32 as i64, a1, a2)? as u64),
             nr::PIPE => ok(p.pipe2(a0, 0)?),
             nr::PIPE2 => ok(p.pipe2(a0, a1)?),
             nr::POLL | nr::PPOLL | nr::SELECT | nr::PSELECT6 => {
@@ -640,6 +678,19 @@ impl Server {
             }
             Open::Null { .. } => Ok(data.len()),
             Open::Proc(_) => Err(EBADF),
+            Open::Socket(_) if at.is_some() => Err(ESPIPE),
+            Open::Socket(_) => {
+                drop(open);
+                let written = match &mut *fd.borrow_mut() {
+                    Open::Socket(s) => s.send(data, 0, None),
+                    _ => Err(EBADF),
+                };
+                if written == Err(EPIPE) {
+                    let info = lpx::proc::SigInfo { signo: lpx::proc::SIGPIPE, pid, ..Default::default() };
+                    self.send_signal(pid, info);
+                }
+                written
+            }
             Open::Pipe(end) => {
                 if at.is_some() {
                     return Err(ESPIPE);

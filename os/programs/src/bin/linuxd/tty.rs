@@ -18,8 +18,9 @@ use svc::console::LINE_MAX;
 pub(crate) const INPUT_OFFSET: u64 = 3072;
 /// How long one `ReadLineFor` waits before the reader checks whether input is still wanted.
 const READ_SLICE_MS: u64 = 200;
-/// The main thread's notification bit for "a line (or Ctrl-C) is in `LINE`".
-pub(crate) const INPUT_BIT: u64 = 1;
+/// The main thread's notification bit for "a line (or Ctrl-C) is in `LINE`" (the network
+/// service signals the same notification with `svc::net::READY_BIT`, 1).
+pub(crate) const INPUT_BIT: u64 = 2;
 /// The reader's stack and priority (below linuxd's main thread, above the processes).
 const READER_STACK: usize = 16 << 10;
 const READER_PRIORITY: u8 = 20;
@@ -42,11 +43,6 @@ static CONSOLE: AtomicU64 = AtomicU64::new(0);
 static BUFFER_AT: AtomicU64 = AtomicU64::new(0);
 static WAKE: AtomicU64 = AtomicU64::new(0);
 static READY: AtomicU64 = AtomicU64::new(0);
-
-struct Stack(UnsafeCell<[u8; READER_STACK]>);
-// Safety: only the reader thread, started once, uses it.
-unsafe impl Sync for Stack {}
-static STACK: Stack = Stack(UnsafeCell::new([0; READER_STACK]));
 
 /// The console-input state of the main thread.
 #[derive(Default)]
@@ -108,6 +104,25 @@ extern "C" fn reader(_: u64) -> ! {
     }
 }
 
+/// The notification bound to linuxd's main thread (made and bound on first use, which must be
+/// on the main thread): its signals end the main thread's `Recv` with a `NOTIFY` message. The
+/// console reader and the network service signal it.
+pub(crate) fn main_notification() -> Option<Handle> {
+    static BOUND: AtomicU64 = AtomicU64::new(0);
+    match BOUND.load(Ordering::Acquire) {
+        0 => {
+            let n = sys::notification_create().ok()?;
+            if sys::notification_bind(n).is_err() {
+                let _ = sys::cap_close(n);
+                return None;
+            }
+            BOUND.store(n as u64, Ordering::Release);
+            Some(n)
+        }
+        n => Some(n as Handle),
+    }
+}
+
 impl Server {
     /// Starts the reader thread once (with the console connected); false if it cannot run.
     fn start_reader(&mut self) -> bool {
@@ -118,18 +133,15 @@ impl Server {
             self.reconnect_console();
         }
         let Some((console, buffer)) = &self.console else { return false };
-        let (Ok(wake), Ok(ready)) = (sys::notification_create(), sys::notification_create()) else {
+        let (Ok(wake), Some(ready)) = (sys::notification_create(), main_notification()) else {
             return false;
         };
-        if sys::notification_bind(ready).is_err() {
-            return false;
-        }
         CONSOLE.store(console.endpoint() as u64, Ordering::Release);
         BUFFER_AT.store(buffer.addr(), Ordering::Release);
         WAKE.store(wake as u64, Ordering::Release);
         READY.store(ready as u64, Ordering::Release);
-        // Safety: the stack is used by this one thread only, started once (`started`).
-        let stack: &'static mut [u8] = unsafe { &mut *STACK.0.get() };
+        // The reader's stack, made once (only when a program reads the console) and never freed.
+        let stack: &'static mut [u8] = alloc::vec![0u8; READER_STACK].leak();
         match sys::thread_create(reader, stack, READER_PRIORITY, 0) {
             Ok(_) => {
                 self.tty.started = true;
