@@ -5,13 +5,14 @@ use super::*;
 
 /// An open file description.
 pub(crate) enum Open {
-    /// The console service (fds 0-2): writes go to it, reads see the end of input.
+    /// The console service (fds 0-2): writes go to it, reads get typed lines (`tty.rs`).
     Console {
         flags: u64,
     },
-    /// `/dev/null`.
+    /// `/dev/null`, `/dev/zero`, `/dev/urandom` (`/dev/random`): writes are taken and dropped.
     Null {
         flags: u64,
+        dev: Dev,
     },
     File(FileDesc),
     Pipe(pipes::PipeEnd),
@@ -19,6 +20,41 @@ pub(crate) enum Open {
     Proc(procfs::ProcOpen),
     /// A socket (`sockets.rs`).
     Socket(sockets::Sock),
+}
+
+/// What a read of `Open::Null` gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dev {
+    /// `/dev/null`: the end of file.
+    Null,
+    /// `/dev/zero`: zeros.
+    Zero,
+    /// `/dev/urandom` and `/dev/random`: linuxd's generator (as `getrandom`; not
+    /// cryptographic, docs/linux.md).
+    Random,
+}
+
+impl Dev {
+    fn path(self) -> &'static str {
+        match self {
+            Dev::Null => "/dev/null",
+            Dev::Zero => "/dev/zero",
+            Dev::Random => "/dev/urandom",
+        }
+    }
+}
+
+/// The generator behind `/dev/urandom`, seeded on first use and stirred with the time-stamp
+/// counter on every read (only linuxd's main thread uses it).
+fn random_fill(out: &mut [u8]) {
+    struct Cell(core::cell::UnsafeCell<Option<lpx::rng::Rng>>);
+    // Safety: only the main thread reads devices.
+    unsafe impl Sync for Cell {}
+    static RNG: Cell = Cell(core::cell::UnsafeCell::new(None));
+    // Safety: main thread only (above); no other reference to it lives across this call.
+    let rng = unsafe { &mut *RNG.0.get() }.get_or_insert_with(|| lpx::rng::Rng::new(seed()));
+    rng.stir(rt::rdtsc());
+    rng.fill(out);
 }
 
 pub(crate) struct FileDesc {
@@ -89,7 +125,7 @@ impl Process {
         let open = fd.borrow();
         match &*open {
             Open::Console { .. } => Ok(device_stat("/dev/console").expect("known")),
-            Open::Null { .. } => Ok(device_stat("/dev/null").expect("known")),
+            Open::Null { dev, .. } => Ok(device_stat(dev.path()).expect("known")),
             Open::Socket(s) => Ok(s.stat()),
             Open::File(f) => f.file.stat().map(|s| stat_of(&s)).map_err(fs_errno),
             Open::Proc(f) => Ok(f.stat),
@@ -127,7 +163,14 @@ impl Process {
         let cloexec = flags & o::CLOEXEC != 0;
         let norm = lpx::path::normalise(&path);
         match norm.as_str() {
-            "/dev/null" => return self.fds.insert(Rc::new(RefCell::new(Open::Null { flags })), cloexec),
+            "/dev/null" | "/dev/zero" | "/dev/urandom" | "/dev/random" => {
+                let dev = match norm.as_str() {
+                    "/dev/null" => Dev::Null,
+                    "/dev/zero" => Dev::Zero,
+                    _ => Dev::Random,
+                };
+                return self.fds.insert(Rc::new(RefCell::new(Open::Null { flags, dev })), cloexec);
+            }
             "/dev/tty" | "/dev/console" | "/dev/stdout" | "/dev/stderr" => {
                 return self.fds.insert(Rc::new(RefCell::new(Open::Console { flags })), cloexec)
             }
@@ -188,11 +231,13 @@ impl Process {
         let fd = self.fds.get(fd)?.clone();
         let mut open = fd.borrow_mut();
         match &mut *open {
-            Open::Console { flags } | Open::Null { flags } => {
-                if *flags & o::ACCMODE == o::WRONLY {
-                    return Err(EBADF);
-                }
-                Ok(Vec::new())
+            Open::Console { flags } | Open::Null { flags, .. } if *flags & o::ACCMODE == o::WRONLY => Err(EBADF),
+            Open::Console { .. } | Open::Null { dev: Dev::Null, .. } => Ok(Vec::new()),
+            Open::Null { dev: Dev::Zero, .. } => Ok(alloc::vec![0u8; len.min(IO_MAX)]),
+            Open::Null { dev: Dev::Random, .. } => {
+                let mut out = alloc::vec![0u8; len.min(IO_MAX)];
+                random_fill(&mut out);
+                Ok(out)
             }
             Open::Socket(s) if at.is_none() => s.recv(len.min(IO_MAX), 0).map(|(data, _)| data),
             Open::Socket(_) => Err(ESPIPE),
@@ -346,7 +391,7 @@ impl Process {
                 let file = self.fds.get(fd)?.clone();
                 let open = file.borrow();
                 Ok(match &*open {
-                    Open::Console { flags } | Open::Null { flags } => *flags,
+                    Open::Console { flags } | Open::Null { flags, .. } => *flags,
                     Open::Pipe(end) => end.flags,
                     Open::Socket(s) => s.flags,
                     Open::Proc(f) => f.flags | if f.entries.is_some() { o::DIRECTORY } else { 0 },
@@ -360,7 +405,9 @@ impl Process {
                 let mut open = file.borrow_mut();
                 let settable = o::APPEND | o::NONBLOCK;
                 match &mut *open {
-                    Open::Console { flags } | Open::Null { flags } => *flags = (*flags & !settable) | (arg & settable),
+                    Open::Console { flags } | Open::Null { flags, .. } => {
+                        *flags = (*flags & !settable) | (arg & settable)
+                    }
                     Open::Pipe(end) => end.flags = (end.flags & !o::NONBLOCK) | (arg & o::NONBLOCK),
                     Open::Proc(f) => f.flags = (f.flags & !settable) | (arg & settable),
                     Open::Socket(s) => s.flags = (s.flags & !o::NONBLOCK) | (arg & o::NONBLOCK),
@@ -494,6 +541,9 @@ impl Process {
 pub(crate) fn device_stat(path: &str) -> Option<FileStat> {
     let (rdev, mode) = match lpx::path::normalise(path).as_str() {
         "/dev/null" => ((1 << 8) | 3, structs::S_IFCHR | 0o666),
+        "/dev/zero" => ((1 << 8) | 5, structs::S_IFCHR | 0o666),
+        "/dev/random" => ((1 << 8) | 8, structs::S_IFCHR | 0o666),
+        "/dev/urandom" => ((1 << 8) | 9, structs::S_IFCHR | 0o666),
         "/dev/console" | "/dev/tty" => ((5 << 8) | 1, structs::S_IFCHR | 0o620),
         _ => return None,
     };

@@ -23,7 +23,11 @@ impl Server {
         let pid = self.next_pid;
         let mut process = Process::blank(pid, client, cwd);
         for fd in 0..3 {
-            let open = if fd == 0 && !input { Open::Null { flags: o::RDONLY } } else { Open::Console { flags: 2 } };
+            let open = if fd == 0 && !input {
+                Open::Null { flags: o::RDONLY, dev: files::Dev::Null }
+            } else {
+                Open::Console { flags: 2 }
+            };
             process.fds.insert(Rc::new(RefCell::new(open)), false).map_err(|e| Refusal(e, String::from("fds")))?;
         }
         self.exec_image(&mut process, &path, argv, envp)?;

@@ -160,6 +160,58 @@ impl Process {
         self.release(released);
     }
 
+    /// `mremap(old, old_len, new_len, flags, new_addr)`: shrinking keeps the start and frees
+    /// the tail; growing with `MREMAP_MAYMOVE` makes a new anonymous mapping with the same
+    /// protection, copies what was committed and frees the old one (no growing in place, and
+    /// no `MREMAP_FIXED`: `ENOMEM` / `EINVAL`, which callers such as glibc's `realloc` handle).
+    pub(crate) fn mremap(&mut self, old: u64, old_len: u64, new_len: u64, flags: u64) -> Result<u64, Errno> {
+        const MREMAP_MAYMOVE: u64 = 1;
+        const MREMAP_FIXED: u64 = 2;
+        const MAP_PRIVATE: u64 = 2;
+        const MAP_ANONYMOUS: u64 = 0x20;
+        if !old.is_multiple_of(PAGE) || new_len == 0 || flags & !(MREMAP_MAYMOVE | MREMAP_FIXED) != 0 {
+            return Err(EINVAL);
+        }
+        if flags & MREMAP_FIXED != 0 {
+            return Err(EINVAL);
+        }
+        let (old_len, new_len) = (old_len.next_multiple_of(PAGE), new_len.next_multiple_of(PAGE));
+        let region = self.space.regions().find(|r| r.start <= old && old < r.end).map(|r| (r.end, r.prot, r.kind));
+        let Some((end, prot, kind)) = region else { return Err(EFAULT) };
+        if old.saturating_add(old_len) > end || kind != Kind::Anonymous {
+            return Err(EFAULT);
+        }
+        if new_len <= old_len {
+            if new_len < old_len {
+                self.release_range(old + new_len, old_len - new_len);
+            }
+            return Ok(old);
+        }
+        if flags & MREMAP_MAYMOVE == 0 {
+            return Err(ENOMEM);
+        }
+        let new = self.mmap(0, new_len, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)?;
+        let old_end = old + old_len;
+        let committed: Vec<Chunk> =
+            self.space.chunks().filter(|c| c.start < old_end && old < c.start + c.len).copied().collect();
+        for c in committed {
+            let (from, to) = (c.start.max(old), (c.start + c.len).min(old_end));
+            // Safety: the chunk's mirror is mapped read-write in linuxd for `c.len` bytes while
+            // it is committed (it is, until the old range is released below); [from, to) lies
+            // within the chunk.
+            let bytes = unsafe {
+                core::slice::from_raw_parts((c.mirror + (from - c.start)) as *const u8, (to - from) as usize)
+            };
+            let bytes = bytes.to_vec();
+            if let Err(e) = self.write_mem(new + (from - old), &bytes) {
+                self.release_range(new, new_len);
+                return Err(e);
+            }
+        }
+        self.release_range(old, old_len);
+        Ok(new)
+    }
+
     pub(crate) fn mmap(
         &mut self,
         addr: u64,

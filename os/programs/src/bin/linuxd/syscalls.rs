@@ -356,6 +356,10 @@ impl Server {
                 ok(p.mprotect(a0, a1, a2)?)
             }
             nr::MADVISE => ok(0),
+            nr::MREMAP => {
+                let [flags, ..] = more(p)?;
+                ok(p.mremap(a0, a1, a2, flags)?)
+            }
             nr::ARCH_PRCTL => {
                 const ARCH_SET_FS: u64 = 0x1002;
                 const ARCH_GET_FS: u64 = 0x1003;
@@ -668,7 +672,7 @@ impl Server {
         let fd = p.fds.get(fd)?.clone();
         let open = fd.borrow();
         match &*open {
-            Open::Console { flags } | Open::Null { flags } if flags & o::ACCMODE == o::RDONLY => Err(EBADF),
+            Open::Console { flags } | Open::Null { flags, .. } if flags & o::ACCMODE == o::RDONLY => Err(EBADF),
             Open::Console { .. } => {
                 if at.is_some() {
                     return Err(ESPIPE);
