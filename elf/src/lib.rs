@@ -13,6 +13,9 @@
 #[cfg(test)]
 extern crate std;
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
+
 use core::fmt;
 
 /// The end of the user half of the address space (exclusive), `0x0000_8000_0000_0000`.
@@ -109,14 +112,15 @@ pub struct Elf<'a> {
     phnum: usize,
 }
 
+// The offsets come from the file: `at` may be anything (found by the fuzz entry point).
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+    Some(u16::from_le_bytes(b.get(at..at.checked_add(2)?)?.try_into().ok()?))
 }
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    Some(u32::from_le_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?))
 }
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+    Some(u64::from_le_bytes(b.get(at..at.checked_add(8)?)?.try_into().ok()?))
 }
 
 impl<'a> Elf<'a> {
@@ -263,8 +267,8 @@ pub fn interpreter(bytes: &[u8]) -> Option<&[u8]> {
         if u32_at(bytes, at)? != PT_INTERP {
             return None;
         }
-        let offset = usize::try_from(u64_at(bytes, at + 8)?).ok()?;
-        let len = usize::try_from(u64_at(bytes, at + 32)?).ok()?;
+        let offset = usize::try_from(u64_at(bytes, at.checked_add(8)?)?).ok()?;
+        let len = usize::try_from(u64_at(bytes, at.checked_add(32)?)?).ok()?;
         let path = bytes.get(offset..offset.checked_add(len)?)?;
         Some(path.split(|b| *b == 0).next().unwrap_or(path))
     })
@@ -354,6 +358,27 @@ mod tests {
         assert_eq!(interpreter(&dynamic), Some(&b"/ld"[..]));
         assert_eq!(interpreter(&full), None);
         assert_eq!(interpreter(b"short"), None);
+    }
+
+    #[test]
+    fn the_fuzz_entry_point_survives_mutated_executables() {
+        let good = exe(&[0x90; 64]);
+        crate::fuzz::exercise(&good);
+        crate::fuzz::exercise(&[]);
+        crate::fuzz::exercise(b"\x7fELF");
+        // Deterministic mutations: bytes set to boundary values, and truncations.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for round in 0..4000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut b = good.clone();
+            let at = (seed % 200) as usize;
+            let value = [0u64, u64::MAX, 0x1000, 0x8000_0000_0000, seed][round % 5];
+            b[at..at + 8].copy_from_slice(&value.to_le_bytes());
+            b.truncate(b.len() - (seed >> 32) as usize % b.len());
+            crate::fuzz::exercise(&b);
+        }
     }
 
     proptest::proptest! {

@@ -16,6 +16,8 @@ extern crate std;
 
 pub mod errno;
 pub mod fd;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod mem;
 pub mod nr;
 pub mod path;
