@@ -422,6 +422,19 @@ impl Server {
                 p.write_mem(a0, &bytes)?;
                 ok(len as u64)
             }
+            nr::SYSINFO => {
+                // struct sysinfo: uptime, loads, memory (linuxd's quota as the RAM), processes.
+                let me = sys::task_info(0).ok();
+                let (total, free) = me.map_or((0, 0), |m| (m.quota, m.quota.saturating_sub(m.used)));
+                let mut b = [0u8; 112];
+                b[0..8].copy_from_slice(&(sys::time_now() / 1_000_000_000).to_le_bytes());
+                b[32..40].copy_from_slice(&total.to_le_bytes());
+                b[40..48].copy_from_slice(&free.to_le_bytes());
+                b[80..82].copy_from_slice(&(self.procs.len().min(u16::MAX as usize) as u16).to_le_bytes());
+                b[104..108].copy_from_slice(&1u32.to_le_bytes());
+                self.procs.get_mut(&pid).ok_or(ESRCH)?.write_mem(a0, &b)?;
+                ok(0)
+            }
             nr::UNAME => {
                 let u = structs::utsname(["Linux", "tutti", "6.1.0-tutti", "#1 Tutti linuxd", "x86_64", "(none)"]);
                 p.write_mem(a0, &u)?;

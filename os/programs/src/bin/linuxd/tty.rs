@@ -235,6 +235,10 @@ impl Server {
     /// foreground group exists (so Ctrl-C reaches it while it runs), and stops soon after
     /// (the console is the native shell's again).
     pub(crate) fn update_console_reader(&mut self) {
+        // The common case, cheaply: nothing waits, nothing is in the foreground, no reader.
+        if !self.tty.started && self.parked.is_empty() && self.tty.foreground == 0 && self.tty.started_group == 0 {
+            return;
+        }
         let waiting = || {
             self.parked.iter().any(
                 |w| matches!(w.wait, Wait::Retry { number, args } if is_console_read(self, w.pid, number, args[0])),
