@@ -127,6 +127,13 @@ pub struct SessionConfig {
     pub idle_timeout_ms: u64,
     /// Default deadline of a call, in milliseconds.
     pub call_timeout_ms: u64,
+    /// A session this device opened to a trusted device that is lost (the peer went silent,
+    /// closed or reset it) is opened again in the background, first after
+    /// `reconnect_min_ms`, then with the wait doubled up to `reconnect_max_ms`, until it is
+    /// back or the device is no longer trusted. 0 turns this off.
+    pub reconnect_min_ms: u64,
+    /// The longest wait between two attempts to open a lost session again.
+    pub reconnect_max_ms: u64,
 }
 
 impl Default for SessionConfig {
@@ -138,6 +145,8 @@ impl Default for SessionConfig {
             keepalive_interval_ms: 5_000,
             idle_timeout_ms: 20_000,
             call_timeout_ms: 10_000,
+            reconnect_min_ms: 200,
+            reconnect_max_ms: 10_000,
         }
     }
 }

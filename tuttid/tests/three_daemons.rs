@@ -358,7 +358,7 @@ fn the_command_line_reports_a_missing_daemon() {
 /// Keepalive and failure detection end to end: a session between two daemons survives idle
 /// time through keepalives, and is declared lost once the peer process is frozen.
 #[test]
-fn a_frozen_peer_is_detected_and_its_session_dropped() {
+fn a_frozen_or_restarted_peer_is_detected_and_its_session_comes_back() {
     let root = std::env::temp_dir().join(format!("tuttid-freeze-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
@@ -392,6 +392,18 @@ fn a_frozen_peer_is_detected_and_its_session_dropped() {
     assert!(lost.is_ok(), "log:\n{}", std::fs::read_to_string(&a.log).unwrap_or_default());
     let log = std::fs::read_to_string(&a.log).unwrap_or_default();
     assert!(log.contains("the peer was silent"), "the log says why the session ended:\n{log}");
+
+    // The peer is back: the session comes back by itself, without a call.
+    wait_for("the session to be opened again", Duration::from_secs(15), || connected(&a).then_some(()));
+    let log = std::fs::read_to_string(&a.log).unwrap_or_default();
+    assert!(log.contains("session opened again"), "{log}");
+
+    // The peer restarts (a new process, a new session port, the same identity): again.
+    drop(b);
+    wait_for("the killed peer's session to be lost", Duration::from_secs(10), || (!connected(&a)).then_some(()));
+    let b = start_with_config(&root, "beta", ports[1], &[ports[0]], Some(config));
+    wait_for("the session to the restarted peer", Duration::from_secs(20), || connected(&a).then_some(()));
+    a.ok(&["call", &b_id, "echo.echo", "2"]);
 
     drop((a, b));
     let _ = std::fs::remove_dir_all(&root);

@@ -112,6 +112,42 @@ pub(super) async fn session_to(shared: &Arc<Shared>, id: DeviceId) -> Result<mps
     ready_rx.await.unwrap_or_else(|_| Err(ApiError::new(ErrorKind::Internal, "the session task ended unexpectedly")))
 }
 
+/// Opens the session to `id` again after it was lost, waiting `reconnect_min_ms` first and
+/// doubling the wait after each failure up to `reconnect_max_ms`, while `id` is trusted and no
+/// session to it is open (one such task per device).
+fn reconnect(shared: Arc<Shared>, id: DeviceId) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    // Boxed: the session task this starts may start this again.
+    Box::pin(reconnect_loop(shared, id))
+}
+
+async fn reconnect_loop(shared: Arc<Shared>, id: DeviceId) {
+    let (min, max) = (shared.config.session.reconnect_min_ms, shared.config.session.reconnect_max_ms);
+    if min == 0 || !lock(&shared.reconnecting).insert(id) {
+        return;
+    }
+    let mut wait = Duration::from_millis(min);
+    let mut attempts = 0u32;
+    loop {
+        tokio::time::sleep(wait).await;
+        let open = lock(&shared.links).get(&id).is_some_and(|tx| !tx.is_closed());
+        if open || lock(&shared.trust).get(&id).is_none() {
+            break;
+        }
+        attempts += 1;
+        match session_to(&shared, id).await {
+            Ok(_) => {
+                tracing::info!(peer = %id, attempts, "session opened again");
+                break;
+            }
+            Err(e) => {
+                tracing::debug!(peer = %id, attempts, error = %e.message, "reconnecting failed; trying again");
+                wait = (wait * 2).min(Duration::from_millis(max.max(min)));
+            }
+        }
+    }
+    lock(&shared.reconnecting).remove(&id);
+}
+
 /// Calls `method` on `id` and waits for the outcome.
 pub(super) async fn call(
     shared: &Arc<Shared>,
@@ -290,6 +326,15 @@ async fn run(
                         (CloseReason::Handshake(e), _) => tracing::warn!(error = %e, "session refused"),
                         (_, Some(id)) => tracing::info!(peer = %id, %reason, "session ended"),
                         _ => tracing::debug!(%reason, "connection ended before the handshake completed"),
+                    }
+                    // A session this device opened comes back by itself when it was lost rather
+                    // than closed on purpose (by this side, or refused in the handshake).
+                    let lost = matches!(
+                        reason,
+                        CloseReason::PeerSilent { .. } | CloseReason::PeerClosed | CloseReason::Malformed(_)
+                    );
+                    if let (true, Some(id), Some(_)) = (lost, peer_id, expected) {
+                        tokio::spawn(reconnect(shared.clone(), id));
                     }
                     let err = close_error(&reason, peer_id, heard);
                     files.session_lost(&err.message);

@@ -147,6 +147,8 @@ pub(crate) struct Shared {
     topics: Mutex<HashMap<String, Vec<mpsc::Sender<serde_json::Value>>>>,
     /// Held while opening a session, so concurrent calls to one device share one session.
     dialing: tokio::sync::Mutex<()>,
+    /// Devices whose lost session is being opened again (`link::reconnect`).
+    reconnecting: Mutex<std::collections::HashSet<DeviceId>>,
 }
 
 /// Locks `m`, recovering the data if a task panicked while holding it.
@@ -328,6 +330,7 @@ pub async fn run(state: StateDir, config: Config) -> Result<(), DaemonError> {
         provider: Mutex::new(None),
         topics: Mutex::new(HashMap::new()),
         dialing: tokio::sync::Mutex::new(()),
+        reconnecting: Mutex::new(std::collections::HashSet::new()),
     });
 
     let tasks = [
