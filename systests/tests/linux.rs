@@ -156,3 +156,27 @@ fn linux_bad_input_is_refused_and_linuxd_serves_on() {
     let (text, _) = output(&outputs, "linux-counts");
     assert!(text.lines().any(|l| l.trim_start().starts_with("1000 ?")), "{text}");
 }
+
+/// Random system calls with hostile arguments from many children
+/// (`tools/linux-tests/sysfuzz.c`, which refuses to run anywhere but on Tutti): linuxd answers
+/// them all, ends only the children that fault, never restarts, and serves the next program.
+#[test]
+fn linux_random_system_calls_never_bring_linuxd_down() {
+    let fuzz = compile("sysfuzz", &["-O2"]);
+    let hello = compile("hello", &["-O2"]);
+    let img = disk("linux-sysfuzz", &[("sysfuzz", read(&fuzz)), ("hello", read(&hello))]);
+    let commands = ["linux /disk/sysfuzz 20261201 150 400", "linux /disk/sysfuzz 7 150 400", "linux /disk/hello after"];
+    let run = boot("linux-sysfuzz", &img, &commands);
+    let outputs = shell_outputs(&run);
+    for command in &commands[..2] {
+        let (text, status) = output(&outputs, command);
+        assert_eq!(status, 0, "`{command}`: {}", run.report(&text));
+        assert!(text.contains("R children 150 done"), "`{command}`: {}", run.report(&text));
+    }
+    let (text, status) = output(&outputs, "linux /disk/hello after");
+    assert_eq!(status, 3, "{}", run.report(&text));
+    assert!(text.contains("argv[1]=after"), "{}", run.report(&text));
+    let starts = run.lines.iter().filter(|l| l.text.contains("started service linux")).count();
+    assert_eq!(starts, 1, "linuxd was restarted: {}", run.report("restarts"));
+    assert!(run.crash().is_none(), "{}", run.report("the kernel crashed"));
+}
