@@ -40,6 +40,9 @@ pub struct Chunk {
     pub mirror: u64,
     /// The server's handle of its memory object.
     pub memory: u32,
+    /// Copy-on-write: the memory may be another process's too (after `fork`), so it is mapped
+    /// read-only even in a writable region; the first write gets the process its own copy.
+    pub cow: bool,
 }
 
 /// A reserved range of the process's address space.
@@ -61,8 +64,9 @@ pub struct Region {
 /// What an address is, for an access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// Committed: the server's address of it, and how many bytes from it are contiguous there.
-    Committed { mirror: u64, len: u64 },
+    /// Committed: the server's address of it, how many bytes from it are contiguous there, and
+    /// whether its chunk is copy-on-write (a write must get the process its own copy first).
+    Committed { mirror: u64, len: u64, cow: bool },
     /// Reserved but not committed: commit `[start, start + len)` with `prot`, then ask again.
     Commit { start: u64, len: u64, prot: u32 },
     /// Not mapped, or not with that permission.
@@ -148,7 +152,7 @@ impl Space {
         if let Some((_, c)) = r.chunks.range(..=addr).next_back() {
             if addr < c.start + c.len {
                 let end = (c.start + c.len).min(r.limit);
-                return Access::Committed { mirror: c.mirror + (addr - c.start), len: end - addr };
+                return Access::Committed { mirror: c.mirror + (addr - c.start), len: end - addr, cow: c.cow };
             }
         }
         let start = cstart.max(r.start);
@@ -156,7 +160,20 @@ impl Space {
         Access::Commit { start, len, prot: r.prot }
     }
 
-    /// Records a committed chunk (as [`Access::Commit`] described it).
+    /// The committed chunk holding `addr`, if any.
+    pub fn chunk_at(&self, addr: u64) -> Option<Chunk> {
+        let r = self.region(addr)?;
+        let (_, c) = r.chunks.range(..=addr).next_back()?;
+        (addr < c.start + c.len).then_some(*c)
+    }
+
+    /// The protection of the region holding `addr`.
+    pub fn prot_at(&self, addr: u64) -> Option<u32> {
+        self.region(addr).map(|r| r.prot)
+    }
+
+    /// Records a committed chunk (as [`Access::Commit`] described it); one already at its start
+    /// is replaced.
     pub fn commit(&mut self, chunk: Chunk) {
         if let Some(r) = self.region_mut(chunk.start) {
             r.chunks.insert(chunk.start, chunk);
@@ -371,7 +388,7 @@ mod tests {
         s.add(0x40_0000, 0x2000, PROT_READ | PROT_EXEC, Kind::Image, 0).unwrap();
         s.add(0x60_0000, 0x10_0000, RW, Kind::Brk, 0x1_0000).unwrap();
         s.set_limit(0x60_0000, 0x60_3000);
-        s.commit(Chunk { start: 0x40_0000, len: 0x2000, mirror: 0x3000_0000_0000, memory: 1 });
+        s.commit(Chunk { start: 0x40_0000, len: 0x2000, mirror: 0x3000_0000_0000, memory: 1, cow: false });
         commit(&mut s, 0x60_1000, 0x3000_0001_0000);
         let with: alloc::vec::Vec<(u64, u32)> = s.chunks_with_prot().map(|(c, p)| (c.start, p)).collect();
         assert_eq!(with, [(0x40_0000, PROT_READ | PROT_EXEC), (0x60_0000, RW)]);
@@ -386,7 +403,7 @@ mod tests {
 
     fn commit(s: &mut Space, addr: u64, mirror: u64) -> Chunk {
         let Access::Commit { start, len, .. } = s.access(addr, true) else { panic!("{:?}", s.access(addr, true)) };
-        let c = Chunk { start, len, mirror, memory: 1 };
+        let c = Chunk { start, len, mirror, memory: 1, cow: false };
         s.commit(c);
         c
     }
@@ -398,7 +415,7 @@ mod tests {
         assert_eq!(s.access(0xffff, false), Access::Fault);
         assert_eq!(s.access(0x25000, true), Access::Commit { start: 0x20000, len: 0x10000, prot: RW });
         commit(&mut s, 0x25000, 0x9000_0000);
-        assert_eq!(s.access(0x25008, true), Access::Committed { mirror: 0x9000_5008, len: 0xaff8 });
+        assert_eq!(s.access(0x25008, true), Access::Committed { mirror: 0x9000_5008, len: 0xaff8, cow: false });
         assert_eq!(s.add(0x40000, 0x1000, RW, Kind::Anonymous, 0), Err(SpaceError::Overlap));
         assert_eq!(s.add(0x1001, 0x1000, RW, Kind::Anonymous, 0), Err(SpaceError::Invalid));
         assert_eq!(s.add(USER_END - 0x1000, 0x2000, RW, Kind::Anonymous, 0), Err(SpaceError::Invalid));
@@ -424,7 +441,7 @@ mod tests {
         // RW again: the pieces join.
         s.protect(0x10c_0000, 0x4_0000, RW);
         assert_eq!(s.regions().count(), 2);
-        assert_eq!(s.access(0x10f_fff8, true), Access::Committed { mirror: 0x9003_fff8, len: 8 });
+        assert_eq!(s.access(0x10f_fff8, true), Access::Committed { mirror: 0x9003_fff8, len: 8, cow: false });
         // A chunk straddling an edge keeps its protection; the rest of the range changes.
         let (changed, _) = s.protect(0x10d_0000, 0x3_0000, PROT_READ);
         assert!(changed.is_empty(), "the chunk [0x10c0000, 0x1100000) straddles 0x10d0000");
@@ -457,7 +474,7 @@ mod tests {
         let r = s.set_limit(0x600000, 0x612345);
         assert_eq!(r.chunks.len(), 1);
         assert_eq!(r.zero, [(b.mirror + 0x3000, 0xd000)]);
-        assert_eq!(s.access(0x600000, true), Access::Committed { mirror: a.mirror, len: 0x10000 });
+        assert_eq!(s.access(0x600000, true), Access::Committed { mirror: a.mirror, len: 0x10000, cow: false });
     }
 
     #[test]

@@ -20,6 +20,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -149,6 +150,48 @@ static void on_usr1(int sig) {
     (void)sig;
 }
 
+/* A big writable mapping (shared copy-on-write by linuxd's fork): the child sees the memory as
+ * it was at the fork (not the parent's later write), its writes, partial unmap and mprotect are
+ * its own, and the parent's memory stays intact and writable. */
+static void fork_big_memory(void) {
+    enum { BIG = 1 << 20 };
+    unsigned char *m = mmap(0, BIG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    long expected = 0;
+    for (int i = 0; i < BIG; i++) {
+        m[i] = (unsigned char)(i * 7);
+        expected += m[i];
+    }
+    int fds[2];
+    if (pipe(fds) != 0) return;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[1]);
+        unsigned char go;
+        if (read(fds[0], &go, 1) != 1) _exit(9);
+        long sum = 0;
+        for (int i = 0; i < BIG; i++) sum += m[i];
+        for (int i = 0; i < BIG; i += 4096) m[i] = 1;
+        munmap(m + 4096, 8192);
+        mprotect(m + BIG / 2, 4096, PROT_READ);
+        _exit(sum == expected ? 20 : 30);
+    }
+    close(fds[0]);
+    m[100] = 0xab; /* after the fork: the child must not see it */
+    if (write(fds[1], "g", 1) != 1) return;
+    int status = 0;
+    waitpid(pid, &status, 0);
+    int intact = 1;
+    for (int i = 0; i < BIG; i++) {
+        unsigned char want = i == 100 ? 0xab : (unsigned char)(i * 7);
+        if (m[i] != want) intact = 0;
+    }
+    m[BIG / 2] = 5;
+    say("R fork with 1 MiB: child %s (20: it saw the memory of the fork), parent's memory intact %d, still writable %d\n",
+        status_text(status), intact, m[BIG / 2] == 5);
+    munmap(m, BIG);
+    close(fds[1]);
+}
+
 int main(int argc, char **argv) {
     if (argc >= 5 && strcmp(argv[1], "exec-child") == 0) return exec_child(argc, argv);
     if (argc >= 3 && strcmp(argv[1], "exit-with") == 0) return atoi(argv[2]);
@@ -175,6 +218,8 @@ int main(int argc, char **argv) {
     int r = waitid(P_PID, pid, &info, WEXITED);
     say("R waitid %d code %d status %d same-pid %d\n", r, info.si_code == CLD_EXITED, info.si_status,
         info.si_pid == pid);
+
+    fork_big_memory();
 
     /* deaths by signals */
     reap("raise SIGKILL", spawn(raise_signal, (void *)(long)SIGKILL));

@@ -636,7 +636,15 @@ impl Server {
     fn fault(&mut self, pid: u32, tid: u32, [vector, code, address, rip]: [u64; 4]) -> bool {
         let Some(p) = self.procs.get_mut(&pid).and_then(|p| p.switch_to(tid).then_some(p)) else { return false };
         let mut why = "";
-        if vector == 14 {
+        // A write to a copy-on-write chunk: the process gets its own copy.
+        if vector == 14 && code & 2 != 0 {
+            match p.break_cow(address) {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(_) => why = " (out of memory: linuxd's quota is exhausted)",
+            }
+        }
+        if vector == 14 && why.is_empty() {
             if let Access::Commit { start, len, prot } = p.space.access(address, code & 2 != 0) {
                 match p.commit(start, len, prot) {
                     Ok(_) => return true,

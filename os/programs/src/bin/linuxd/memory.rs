@@ -19,7 +19,7 @@ impl Process {
             free_memory(memory);
             return Err(ENOMEM);
         }
-        let chunk = Chunk { start, len, mirror, memory };
+        let chunk = Chunk { start, len, mirror, memory, cow: false };
         self.space.commit(chunk);
         Ok(chunk)
     }
@@ -34,11 +34,91 @@ impl Process {
         Ok(())
     }
 
+    /// `fork`'s copy-on-write: the writable `chunk` of this process becomes shared with a child
+    /// (which maps it too): mapped read-only here from now on, one more reference.
+    pub(crate) fn share_cow(&mut self, chunk: Chunk, prot: u32) -> Result<Chunk, Errno> {
+        let cow = Chunk { cow: true, ..chunk };
+        if !chunk.cow {
+            let _ = sys::memory_unmap(self.task, chunk.start);
+            sys::memory_map(chunk.memory, self.task, chunk.start, 0, chunk.len, perms(prot & !PROT_WRITE))
+                .map_err(|_| ENOMEM)?;
+            self.space.commit(cow);
+        }
+        *shares().entry(chunk.memory).or_insert(0) += 1;
+        Ok(cow)
+    }
+
+    /// Maps another process's copy-on-write `chunk` into this one (read-only until written).
+    pub(crate) fn map_cow(&mut self, chunk: Chunk, prot: u32) -> Result<(), Errno> {
+        sys::memory_map(chunk.memory, self.task, chunk.start, 0, chunk.len, perms(prot & !PROT_WRITE))
+            .map_err(|_| ENOMEM)?;
+        self.space.commit(chunk);
+        Ok(())
+    }
+
+    /// Before a write at `addr`: a copy-on-write chunk there becomes this process's own (a copy
+    /// if others still use the memory, else the same memory mapped writable). `Ok(false)` if
+    /// there was nothing to do.
+    pub(crate) fn break_cow(&mut self, addr: u64) -> Result<bool, Errno> {
+        let Some(c) = self.space.chunk_at(addr).filter(|c| c.cow) else { return Ok(false) };
+        let prot = self.space.prot_at(addr).unwrap_or(0);
+        if prot & PROT_WRITE == 0 {
+            return Ok(false);
+        }
+        let shared = shares().contains_key(&c.memory);
+        let own = if shared {
+            if !room_for(c.len) {
+                return Err(ENOMEM);
+            }
+            let memory = sys::memory_create(0, c.len).map_err(|_| ENOMEM)?;
+            let mirror = mirror_alloc(c.len)?;
+            if sys::memory_map(memory, 0, mirror, 0, c.len, map::READ | map::WRITE).is_err() {
+                free_memory(memory);
+                return Err(ENOMEM);
+            }
+            // Safety: both mirrors are mapped read-write here for `c.len` bytes, distinct objects.
+            unsafe { core::ptr::copy_nonoverlapping(c.mirror as *const u8, mirror as *mut u8, c.len as usize) };
+            Chunk { start: c.start, len: c.len, mirror, memory, cow: false }
+        } else {
+            Chunk { cow: false, ..c }
+        };
+        let _ = sys::memory_unmap(self.task, c.start);
+        if sys::memory_map(own.memory, self.task, c.start, 0, c.len, perms(prot)).is_err() {
+            if shared {
+                free_memory(own.memory);
+            }
+            return Err(ENOMEM);
+        }
+        if shared {
+            free_memory(c.memory);
+        }
+        self.space.commit(own);
+        Ok(true)
+    }
+
+    /// Gives this process its own copies of the copy-on-write chunks that overlap
+    /// `[start, start + len)` without lying inside it (their part in the range is about to be
+    /// zeroed through the mirror).
+    fn break_cow_at_edges(&mut self, start: u64, len: u64) {
+        // Only the chunks holding the range's first and last byte can straddle its edges.
+        let end = start.saturating_add(len);
+        for at in [start, end.saturating_sub(1)] {
+            let straddles =
+                self.space.chunk_at(at).is_some_and(|c| c.cow && !(start <= c.start && c.start + c.len <= end));
+            if straddles {
+                let _ = self.break_cow(at);
+            }
+        }
+    }
+
     /// The mirror address of `addr` and the contiguous bytes there, committing if needed.
     pub(crate) fn locate(&mut self, addr: u64, write: bool) -> Result<(u64, u64), Errno> {
         for _ in 0..2 {
             match self.space.access(addr, write) {
-                Access::Committed { mirror, len } => return Ok((mirror, len)),
+                Access::Committed { cow: true, .. } if write => {
+                    self.break_cow(addr)?;
+                }
+                Access::Committed { mirror, len, .. } => return Ok((mirror, len)),
                 Access::Commit { start, len, prot } => {
                     self.commit(start, len, prot)?;
                 }
@@ -139,6 +219,7 @@ impl Process {
         if addr < self.brk_start || addr > self.brk_start + BRK_MAX {
             return self.brk;
         }
+        self.break_cow_at_edges(addr, self.brk.saturating_sub(addr).max(1));
         let released = self.space.set_limit(self.brk_start, addr);
         self.release(released);
         self.brk = addr;
@@ -156,6 +237,7 @@ impl Process {
     }
 
     pub(crate) fn release_range(&mut self, start: u64, len: u64) {
+        self.break_cow_at_edges(start, len);
         let released = self.space.unmap(start, len);
         self.release(released);
     }
@@ -295,8 +377,10 @@ impl Process {
         }
         for c in changed {
             let _ = sys::memory_unmap(self.task, c.start);
+            // A copy-on-write chunk stays read-only until written.
+            let prot = if c.cow { prot as u32 & !PROT_WRITE } else { prot as u32 };
             if prot != 0 {
-                sys::memory_map(c.memory, self.task, c.start, 0, c.len, perms(prot as u32)).map_err(|_| ENOMEM)?;
+                sys::memory_map(c.memory, self.task, c.start, 0, c.len, perms(prot)).map_err(|_| ENOMEM)?;
             }
         }
         Ok(0)

@@ -29,6 +29,9 @@ const WCONTINUED: u64 = 8;
 const WNOWAIT: u64 = 0x0100_0000;
 const WAIT_ALL_FLAGS: u64 = 0xe000_0000;
 
+/// `fork` shares writable chunks of at least this size copy-on-write (`mmap`'s large chunks,
+/// big heaps) and copies smaller ones at once.
+const COW_MIN: u64 = 256 << 10;
 /// At most this many arguments and environment strings, and bytes in all, for `execve`.
 const EXEC_STRINGS_MAX: usize = 4096;
 const EXEC_BYTES_MAX: usize = 256 << 10;
@@ -54,7 +57,8 @@ impl Server {
         let parent = self.procs.get(&pid).ok_or(ESRCH)?;
         let mut regs = sys::thread_regs(parent.thread).map_err(|_| EFAULT)?;
         let chunks: Vec<(Chunk, u32)> = parent.space.chunks_with_prot().map(|(c, prot)| (*c, prot)).collect();
-        let needed: u64 = chunks.iter().filter(|(_, prot)| prot & PROT_WRITE != 0).map(|(c, _)| c.len).sum();
+        let copied = |c: &Chunk, prot: u32| prot & PROT_WRITE != 0 && c.len < COW_MIN && !c.cow;
+        let needed: u64 = chunks.iter().filter(|(c, prot)| copied(c, *prot)).map(|(c, _)| c.len).sum();
         if !memory::room_for(needed + PROCESS_TASK_QUOTA) {
             rt::log::warn!("pid {pid}: fork refused: {needed} bytes to copy, linuxd's quota is exhausted");
             return Err(ENOMEM);
@@ -65,16 +69,33 @@ impl Server {
         child.task = sys::task_create(PROCESS_TASK_QUOTA, 64, PROCESS_PRIORITY, name).map_err(|_| ENOMEM)?;
         let made = (|| -> Result<(), Errno> {
             for &(chunk, prot) in &chunks {
-                let (start, len, mirror) = (chunk.start, chunk.len, chunk.mirror);
                 if prot & PROT_WRITE == 0 {
                     // Read-only (program text, constants): the same memory, no copy.
                     child.share(chunk, prot)?;
                     continue;
                 }
-                let copy = child.commit(start, len, prot)?;
-                // Safety: both mirrors are mapped read-write here for `len` bytes (chunks of
-                // two live processes, released only by linuxd) and are distinct objects.
-                unsafe { core::ptr::copy_nonoverlapping(mirror as *const u8, copy.mirror as *mut u8, len as usize) };
+                if copied(&chunk, prot) {
+                    // Small and writable: copied now (cheaper than the faults copy-on-write
+                    // would take; `cargo xtask bench linux`, fork + exec).
+                    let copy = child.commit(chunk.start, chunk.len, prot)?;
+                    // Safety: both mirrors are mapped read-write here for `len` bytes (chunks of
+                    // two live processes, released only by linuxd) and are distinct objects.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(
+                            chunk.mirror as *const u8,
+                            copy.mirror as *mut u8,
+                            chunk.len as usize,
+                        )
+                    };
+                    continue;
+                }
+                // Large and writable: shared copy-on-write, read-only in both until one writes.
+                let parent = self.procs.get_mut(&pid).ok_or(ESRCH)?;
+                let cow = parent.share_cow(chunk, prot)?;
+                if let Err(e) = child.map_cow(cow, prot) {
+                    memory::free_memory(cow.memory);
+                    return Err(e);
+                }
             }
             self.attach(child.task, child_pid).map_err(|_| ENOMEM)?;
             regs[regs::RAX] = 0;
