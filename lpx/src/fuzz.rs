@@ -83,7 +83,7 @@ fn space(mut input: Input<'_>) {
             4 => {
                 if let Access::Commit { start, len, .. } = s.access(a + b % 4096, prot & 2 != 0) {
                     assert!(len > 0, "an empty commit");
-                    s.commit(Chunk { start, len, mirror, memory: 1, cow: mirror % 3 == 0 });
+                    s.commit(Chunk { start, len, mirror, memory: 1, cow: mirror.is_multiple_of(3) });
                     assert_eq!(s.chunk_at(start).map(|c| c.start), Some(start));
                     mirror += len + 4096;
                 }
