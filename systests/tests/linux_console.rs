@@ -33,8 +33,10 @@ fn linux_busybox_sh_is_the_interactive_shell_on_the_console() {
     assert!(ends(&mut run, "got:hello:there world"), "{}", run.report("the read built-in did not get the typed line"));
 
     // Ctrl-C while a foreground program runs: SIGINT ends it; the shell goes on.
-    run.type_text("sleep 60; echo not interrupted\n");
-    std::thread::sleep(Duration::from_secs(3));
+    // The program says when it runs (then becomes sleep), so Ctrl-C comes while it does.
+    run.type_text("sh -c 'echo started-sleep; exec sleep 60'; echo not interrupted\n");
+    let started = run.wait_until(|l| l.trim_end().ends_with("started-sleep") && !l.contains("echo"), WAIT);
+    assert!(started.is_some(), "{}", run.report("the foreground program did not start"));
     run.type_text("\x03");
     run.type_text("echo status:$?\n");
     assert!(ends(&mut run, "status:130"), "{}", run.report("Ctrl-C did not interrupt sleep"));
