@@ -484,9 +484,7 @@ impl Process {
         match option {
             PR_SET_NAME => {
                 let name = self.read_string(arg, 4096)?;
-                let n = name.len().min(15);
-                self.comm = [0; 16];
-                self.comm[..n].copy_from_slice(&name[..n]);
+                self.set_comm(&name);
                 Ok(0)
             }
             PR_GET_NAME => self.write_mem(arg, &self.comm.clone()).map(|()| 0),

@@ -86,9 +86,7 @@ impl Server {
             return Err(Refusal(ENOMEM, String::from("linuxd's quota is exhausted")));
         }
         p.task = sys::task_create(PROCESS_TASK_QUOTA, 64, PROCESS_PRIORITY, name)?;
-        let name = path.rsplit('/').next().unwrap_or("").as_bytes();
-        p.comm = [0; 16];
-        p.comm[..name.len().min(15)].copy_from_slice(&name[..name.len().min(15)]);
+        p.set_comm(path.rsplit('/').next().unwrap_or("").as_bytes());
         p.exe = path;
         p.cmdline = argv.iter().flat_map(|a| a.iter().copied().chain([0])).collect();
         p.space = Space::new();

@@ -7,15 +7,8 @@ impl Process {
     /// Commits `[start, start + len)` (a chunk of a region): a memory object charged to the
     /// process, mapped there with `prot` and here read-write.
     pub(crate) fn commit(&mut self, start: u64, len: u64, prot: u32) -> Result<Chunk, Errno> {
-        // The object is linuxd's; what linuxd keeps for itself is never given out.
-        if !room_for(len) {
-            return Err(ENOMEM);
-        }
-        let memory = sys::memory_create(0, len).map_err(|_| ENOMEM)?;
-        let mirror = mirror_alloc(len)?;
-        let mapped = sys::memory_map(memory, 0, mirror, 0, len, map::READ | map::WRITE)
-            .and_then(|()| sys::memory_map(memory, self.task, start, 0, len, perms(prot)));
-        if mapped.is_err() {
+        let (memory, mirror) = new_object(len)?;
+        if sys::memory_map(memory, self.task, start, 0, len, perms(prot)).is_err() {
             free_memory(memory);
             return Err(ENOMEM);
         }
@@ -67,15 +60,7 @@ impl Process {
         }
         let shared = shares().contains_key(&c.memory);
         let own = if shared {
-            if !room_for(c.len) {
-                return Err(ENOMEM);
-            }
-            let memory = sys::memory_create(0, c.len).map_err(|_| ENOMEM)?;
-            let mirror = mirror_alloc(c.len)?;
-            if sys::memory_map(memory, 0, mirror, 0, c.len, map::READ | map::WRITE).is_err() {
-                free_memory(memory);
-                return Err(ENOMEM);
-            }
+            let (memory, mirror) = new_object(c.len)?;
             // Safety: both mirrors are mapped read-write here for `c.len` bytes, distinct objects.
             unsafe { core::ptr::copy_nonoverlapping(c.mirror as *const u8, mirror as *mut u8, c.len as usize) };
             Chunk { start: c.start, len: c.len, mirror, memory, cow: false }
@@ -176,6 +161,19 @@ impl Process {
     /// A NUL-terminated string at `addr` (at most `PATH_MAX` bytes).
     pub(crate) fn read_cstr(&mut self, addr: u64) -> Result<Vec<u8>, Errno> {
         self.read_string(addr, lpx::path::PATH_MAX)
+    }
+
+    /// Sets the name (`comm`): at most 15 bytes of `name`.
+    pub(crate) fn set_comm(&mut self, name: &[u8]) {
+        let n = name.len().min(15);
+        self.comm = [0; 16];
+        self.comm[..n].copy_from_slice(&name[..n]);
+    }
+
+    /// The fourth to sixth system-call arguments (r10, r8, r9) of the thread being served.
+    pub(crate) fn more_args(&self) -> Result<[u64; 3], Errno> {
+        let r = sys::thread_regs(self.thread).map_err(|_| EFAULT)?;
+        Ok([r[regs::R10], r[regs::R8], r[regs::R9]])
     }
 
     /// The 8-byte word at `addr`.
@@ -494,6 +492,25 @@ pub(crate) fn room_for(bytes: u64) -> bool {
 /// Lets go of a memory object of linuxd's: if no other process uses it, destroys it
 /// (unmapping it from the process and from here, its quota back to linuxd) and closes the
 /// handle. (A process that still maps it keeps its mapping until its task ends.)
+/// A new memory object of `len` bytes, linuxd's (charged to its quota, of which what it keeps
+/// for itself is never given out), mapped read-write here at a fresh mirror address.
+fn new_object(len: u64) -> Result<(Handle, u64), Errno> {
+    if !room_for(len) {
+        return Err(ENOMEM);
+    }
+    let memory = sys::memory_create(0, len).map_err(|_| ENOMEM)?;
+    let mirror = mirror_alloc(len).and_then(|mirror| {
+        sys::memory_map(memory, 0, mirror, 0, len, map::READ | map::WRITE).map(|()| mirror).map_err(|_| ENOMEM)
+    });
+    match mirror {
+        Ok(mirror) => Ok((memory, mirror)),
+        Err(e) => {
+            free_memory(memory);
+            Err(e)
+        }
+    }
+}
+
 pub(crate) fn free_memory(memory: Handle) {
     {
         let mut shares = shares();

@@ -113,7 +113,7 @@ const SELECT_EXCEPT: i16 = POLLPRI;
 const FD_SETSIZE: u64 = 1024;
 
 /// A timeout argument: `None` waits forever, `Some(0)` not at all.
-fn timespec_ns(p: &mut Process, addr: u64, micros: bool) -> Result<Option<u64>, Errno> {
+pub(crate) fn timespec_ns(p: &mut Process, addr: u64, micros: bool) -> Result<Option<u64>, Errno> {
     if addr == 0 {
         return Ok(None);
     }

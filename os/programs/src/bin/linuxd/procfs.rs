@@ -143,8 +143,7 @@ impl Server {
         if !pfs::is_proc(&path) {
             return None;
         }
-        let more = |p: &Process| sys::thread_regs(p.thread).map(|r| [r[regs::R10], r[regs::R8]]).unwrap_or([0, 0]);
-        let [r10, r8] = more(p);
+        let [r10, r8, _] = p.more_args().unwrap_or([0; 3]);
         Some(match number {
             nr::OPEN => self.proc_open(pid, &path, a1),
             nr::OPENAT => self.proc_open(pid, &path, a2),

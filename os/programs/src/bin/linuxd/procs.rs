@@ -291,8 +291,7 @@ impl Server {
                 drop(p.fds.close_on_exec());
                 p.signals.exec();
                 p.execed = true;
-                p.comm = [0; 16];
-                p.comm[..named.len().min(15)].copy_from_slice(&named.as_bytes()[..named.len().min(15)]);
+                p.set_comm(named.as_bytes());
                 rt::log::debug!("pid {pid}: exec {path}");
                 self.procs.insert(pid, p);
                 self.release_vfork(pid);

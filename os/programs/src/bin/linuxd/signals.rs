@@ -164,6 +164,12 @@ fn set_regs(r: &mut [u64; regs::COUNT], v: &lpx::proc::Regs) {
 }
 
 impl Server {
+    /// `SIGPIPE` for `pid`, which wrote to a pipe or socket nobody reads any more.
+    pub(crate) fn send_sigpipe(&mut self, pid: u32) {
+        let info = SigInfo { signo: lpx::proc::SIGPIPE, pid, ..SigInfo::default() };
+        self.send_signal(pid, info);
+    }
+
     /// Sends `info.signo` to process `pid`.
     pub(crate) fn send_signal(&mut self, pid: u32, info: SigInfo) {
         self.signal_to(pid, None, info)

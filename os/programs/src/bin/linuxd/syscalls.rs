@@ -43,11 +43,7 @@ impl Server {
     }
 
     pub(crate) fn dispatch(&mut self, pid: u32, number: u64, [a0, a1, a2]: [u64; 3]) -> Result<Option<u64>, Errno> {
-        // The fourth to sixth arguments (r10, r8, r9) come from the thread's registers.
-        let more = |p: &Process| -> Result<[u64; 3], Errno> {
-            let r = sys::thread_regs(p.thread).map_err(|_| EFAULT)?;
-            Ok([r[regs::R10], r[regs::R8], r[regs::R9]])
-        };
+        let more = Process::more_args;
         if let Some(result) = self.proc_path_call(pid, number, [a0, a1, a2]) {
             return result.map(Some);
         }
@@ -472,13 +468,7 @@ impl Server {
             }
             nr::NANOSLEEP | nr::CLOCK_NANOSLEEP => {
                 let (req, abs) = if number == nr::NANOSLEEP { (a0, false) } else { (a2, a1 & 1 != 0) };
-                let mut ts = [0u8; 16];
-                p.read_mem(req, &mut ts)?;
-                let (secs, nanos) = structs::read_two_words(&ts);
-                if nanos >= 1_000_000_000 || (secs as i64) < 0 {
-                    return Err(EINVAL);
-                }
-                let ns = secs.saturating_mul(1_000_000_000).saturating_add(nanos);
+                let ns = pipes::timespec_ns(p, req, false)?.ok_or(EFAULT)?;
                 let now = sys::time_now();
                 let deadline = if abs {
                     let base = if number == nr::CLOCK_NANOSLEEP && a0 == 0 { realtime_base } else { 0 };
@@ -562,8 +552,7 @@ impl Server {
                 };
                 let flags = if number == nr::SENDTO { flags } else { a2 };
                 if sent == Err(EPIPE) && flags & sockets::MSG_NOSIGNAL == 0 {
-                    let info = lpx::proc::SigInfo { signo: lpx::proc::SIGPIPE, pid, ..Default::default() };
-                    self.send_signal(pid, info);
+                    self.send_sigpipe(pid);
                 }
                 ok(sent? as u64)
             }
@@ -703,8 +692,7 @@ impl Server {
                     _ => Err(EBADF),
                 };
                 if written == Err(EPIPE) {
-                    let info = lpx::proc::SigInfo { signo: lpx::proc::SIGPIPE, pid, ..Default::default() };
-                    self.send_signal(pid, info);
+                    self.send_sigpipe(pid);
                 }
                 written
             }
@@ -715,8 +703,7 @@ impl Server {
                 let written = end.write(data);
                 drop(open);
                 if written == Err(EPIPE) {
-                    let info = lpx::proc::SigInfo { signo: lpx::proc::SIGPIPE, pid, ..Default::default() };
-                    self.send_signal(pid, info);
+                    self.send_sigpipe(pid);
                 }
                 written
             }

@@ -193,14 +193,7 @@ impl Server {
                 if word(p, addr)? != val as u32 {
                     return Err(EAGAIN);
                 }
-                if timeout != 0 {
-                    let mut ts = [0u8; 16];
-                    p.read_mem(timeout, &mut ts)?;
-                    let (secs, nanos) = structs::read_two_words(&ts);
-                    if nanos >= 1_000_000_000 || (secs as i64) < 0 {
-                        return Err(EINVAL);
-                    }
-                    let ns = secs.saturating_mul(1_000_000_000).saturating_add(nanos);
+                if let Some(ns) = pipes::timespec_ns(p, timeout, false)? {
                     let now = sys::time_now();
                     // FUTEX_WAIT's timeout is relative, FUTEX_WAIT_BITSET's an absolute time.
                     let deadline = match (command, op & futex::CLOCK_REALTIME != 0) {

@@ -283,9 +283,5 @@ impl Server {
 
 /// Whether a parked call is a read of the console.
 fn is_console_read(server: &Server, pid: u32, number: u64, fd: u64) -> bool {
-    matches!(number, nr::READ | nr::READV)
-        && server
-            .procs
-            .get(&pid)
-            .is_some_and(|p| p.fds.get(fd as i32 as i64).is_ok_and(|f| matches!(&*f.borrow(), Open::Console { .. })))
+    matches!(number, nr::READ | nr::READV) && server.procs.get(&pid).is_some_and(|p| p.is_console(fd as i32 as i64))
 }
