@@ -463,6 +463,27 @@ pub struct Run {
 }
 
 impl Run {
+    /// The output of each command of Tutti's native shell in this run, with its status: the
+    /// shell brackets each with `--- $ <command>` and `--- exit <status>` (docs/shell.md).
+    pub fn shell_outputs(&self) -> Vec<(String, String, i32)> {
+        let mut out = Vec::new();
+        let mut current: Option<(String, String)> = None;
+        for line in &self.lines {
+            let text = line.text.trim_end_matches('\r');
+            if let Some(status) = text.strip_prefix("--- exit ") {
+                if let Some((command, output)) = current.take() {
+                    out.push((command, output, status.trim().parse().unwrap_or(-1)));
+                }
+            } else if let Some(command) = text.strip_prefix("--- $ ") {
+                current = Some((command.to_string(), String::new()));
+            } else if let Some((_, output)) = current.as_mut() {
+                output.push_str(text);
+                output.push('\n');
+            }
+        }
+        out
+    }
+
     /// The whole console output.
     pub fn console(&self) -> String {
         self.lines.iter().map(|l| format!("{}\n", l.text)).collect()

@@ -97,20 +97,5 @@ pub fn shell(name: &str, commands: &[&str]) -> Machine {
 /// The output of each shell command in `run` (between `--- $ <command>` and `--- exit <n>`), with
 /// its status.
 pub fn shell_outputs(run: &harness::Run) -> Vec<(String, String, i32)> {
-    let mut out = Vec::new();
-    let mut current: Option<(String, String)> = None;
-    for line in &run.lines {
-        let text = line.text.trim_end_matches('\r');
-        if let Some(status) = text.strip_prefix("--- exit ") {
-            if let Some((command, output)) = current.take() {
-                out.push((command, output, status.trim().parse().unwrap_or(-1)));
-            }
-        } else if let Some(command) = text.strip_prefix("--- $ ") {
-            current = Some((command.to_string(), String::new()));
-        } else if let Some((_, output)) = current.as_mut() {
-            output.push_str(text);
-            output.push('\n');
-        }
-    }
-    out
+    run.shell_outputs()
 }

@@ -154,6 +154,21 @@ pub fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
 
+/// Asserts that `got` (lines printed on Tutti) equals `expected` (the host's): the first line
+/// that differs fails with its number, then a different count; `context` (the output, a run
+/// report) goes in the message.
+pub fn assert_same_lines<G: AsRef<str> + std::fmt::Debug, E: AsRef<str> + std::fmt::Debug>(
+    what: &str,
+    got: &[G],
+    expected: &[E],
+    context: &str,
+) {
+    for (i, (g, e)) in got.iter().zip(expected).enumerate() {
+        assert_eq!(g.as_ref(), e.as_ref(), "{what}: line {i} differs from the host:\n{context}");
+    }
+    assert_eq!(got.len(), expected.len(), "{what}: a different number of lines than the host's:\n{context}");
+}
+
 /// The `R ` lines of `text`.
 pub fn results(text: &str) -> Vec<String> {
     text.lines().filter(|l| l.starts_with("R ")).map(String::from).collect()

@@ -5,7 +5,7 @@
 //! and through linuxd, their `R ` lines compared.
 
 use std::process::Command;
-use systests::linux::{boot, compile, disk, output, read, results, scratch};
+use systests::linux::{assert_same_lines, boot, compile, disk, output, read, results, scratch};
 use systests::shell_outputs;
 
 /// The `R ` lines of `binary` run on the host with `args`; they end with `R done`.
@@ -36,11 +36,7 @@ fn linux_processes_and_pipes_match_the_host() {
     ] {
         let (text, status) = output(&outputs, command);
         assert_eq!(status, 0, "`{command}`: {}", run.report(&text));
-        let got = results(&text);
-        for (i, (g, e)) in got.iter().zip(expected.iter()).enumerate() {
-            assert_eq!(g, e, "`{command}` line {i} differs from the host:\n{text}");
-        }
-        assert_eq!(got.len(), expected.len(), "`{command}`: {}", run.report(&text));
+        assert_same_lines(&format!("`{command}`"), &results(&text), expected, &run.report(&text));
     }
 }
 
@@ -101,8 +97,5 @@ fn linux_busybox_sh_runs_scripts_with_pipes_loops_and_applets_as_on_the_host() {
     let (errors, _) = output(&outputs, "linux /disk/bin/cat /tmp/bb/errors");
     assert_eq!(status, 0, "{}\nstandard error:\n{errors}", run.report(&text));
     let got: Vec<&str> = text.lines().filter(|l| !l.starts_with('[')).collect();
-    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
-        assert_eq!(g, e, "line {i} differs from the host:\n{text}\nstandard error:\n{errors}");
-    }
-    assert_eq!(got.len(), expected.len(), "{}", run.report(&text));
+    assert_same_lines("busybox sh", &got, &expected, &format!("{}\nstandard error:\n{errors}", run.report(&text)));
 }

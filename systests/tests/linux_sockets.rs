@@ -123,9 +123,5 @@ fn linux_sockets_reach_host_peers_as_on_the_host() {
     let outputs = systests::shell_outputs(&run);
     let (text, status) = systests::linux::output(&outputs, &command);
     assert_eq!(status, 0, "{}", run.report(&text));
-    let got = results(&text);
-    for (i, (g, e)) in got.iter().zip(expected.iter()).enumerate() {
-        assert_eq!(g, e, "line {i} differs from the host:\n{}", run.report(&text));
-    }
-    assert_eq!(got.len(), expected.len(), "{}", run.report(&text));
+    systests::linux::assert_same_lines("sockets", &results(&text), &expected, &run.report(&text));
 }

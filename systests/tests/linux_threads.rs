@@ -22,9 +22,5 @@ fn linux_threads_and_futexes_match_the_host() {
     let outputs = shell_outputs(&run);
     let (text, status) = output(&outputs, command);
     assert_eq!(status, 0, "`{command}`: {}", run.report(&text));
-    let got = results(&text);
-    for (i, (g, e)) in got.iter().zip(expected.iter()).enumerate() {
-        assert_eq!(g, e, "`{command}` line {i} differs from the host:\n{text}");
-    }
-    assert_eq!(got.len(), expected.len(), "`{command}`: {}", run.report(&text));
+    systests::linux::assert_same_lines(&format!("`{command}`"), &results(&text), &expected, &run.report(&text));
 }

@@ -51,11 +51,8 @@ fn compare(name: &str, cases: &[Case], setup: &[&str]) {
     for (case, expected) in cases.iter().zip(&expected) {
         let (text, status) = output(&outputs, &case.command);
         assert_eq!(status, 0, "`{}`: {}", case.command, run.report(&text));
-        let got = compared(&text, case.whole);
-        for (i, (g, e)) in got.iter().zip(expected.iter()).enumerate() {
-            assert_eq!(g, e, "`{}` line {i} differs from the host:\n{}", case.command, run.report(&text));
-        }
-        assert_eq!(got.len(), expected.len(), "`{}`: {}", case.command, run.report(&text));
+        let what = format!("`{}`", case.command);
+        systests::linux::assert_same_lines(&what, &compared(&text, case.whole), expected, &run.report(&text));
     }
 }
 

@@ -285,35 +285,14 @@ fn measure_tutti(files: &Files, work: &Path) -> Result<(Side, Vec<Unimplemented>
     step("Tutti: lbench through linuxd under -icount (a few minutes)");
     let run =
         Machine::new(&image.kernel).initrd(&archive).memory(MEMORY).append("").icount(true).deadline(DEADLINE).run()?;
-    for (command, text, status) in shell_outputs(&run) {
+    for (command, text, status) in run.shell_outputs() {
         if status != 0 {
             return Err(Failure(run.report(&format!("Tutti: `{command}` ended with status {status}:\n{text}"))));
         }
     }
     run.check(abi::exit::ExitCode::Success).map_err(Failure)?;
-    let counts = shell_outputs(&run).into_iter().find(|(c, _, _)| c == "linux-counts").map(|(_, t, _)| t);
+    let counts = run.shell_outputs().into_iter().find(|(c, _, _)| c == "linux-counts").map(|(_, t, _)| t);
     Ok((Side::read(&run, "Tutti")?, unimplemented_calls(&counts.unwrap_or_default())))
-}
-
-/// The native shell's commands in `run` with their output and status (the shell brackets each
-/// with `--- $ <command>` and `--- exit <status>`, docs/shell.md).
-fn shell_outputs(run: &Run) -> Vec<(String, String, i32)> {
-    let mut out = Vec::new();
-    let mut current: Option<(String, String)> = None;
-    for line in &run.lines {
-        let text = line.text.trim_end_matches('\r');
-        if let Some(status) = text.strip_prefix("--- exit ") {
-            if let Some((command, output)) = current.take() {
-                out.push((command, output, status.trim().parse().unwrap_or(-1)));
-            }
-        } else if let Some(command) = text.strip_prefix("--- $ ") {
-            current = Some((command.to_string(), String::new()));
-        } else if let Some((_, output)) = current.as_mut() {
-            output.push_str(text);
-            output.push('\n');
-        }
-    }
-    out
 }
 
 /// The baseline's busybox script: show that `/tmp` is a tmpfs, run every workload, end.
