@@ -157,6 +157,9 @@ impl Machine {
             "pc",
             "-accel",
             "tcg",
+            // RDRAND: the soft bus makes its device keys from it (qemu64 lacks it).
+            "-cpu",
+            "qemu64,+rdrand",
             "-smp",
             "1",
             "-m",
@@ -187,10 +190,23 @@ impl Machine {
         args
     }
 
-    /// A command for an interactive run on the terminal.
+    /// A command for an interactive run on the terminal (in the machine's namespace, if any).
     pub fn interactive_command(&self) -> Command {
-        let mut command = Command::new(QEMU);
-        command.args(self.args("mon:stdio"));
+        self.command("mon:stdio")
+    }
+
+    /// The QEMU command of this machine with its serial console on `serial` (QEMU's `-serial`
+    /// syntax, e.g. `unix:/path,server=on,wait=off`), in the machine's namespace if it has one.
+    pub fn command(&self, serial: &str) -> Command {
+        let mut command = match self.prefix.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(QEMU);
+                c
+            }
+            None => Command::new(QEMU),
+        };
+        command.args(self.args(serial));
         command
     }
 
@@ -210,21 +226,13 @@ impl Machine {
         }
         let args = self.args("stdio");
         let start = Instant::now();
-        let (program, prefix_args) = match self.prefix.split_first() {
-            Some((program, rest)) => (program.as_str(), rest.iter().map(String::as_str).chain([QEMU]).collect()),
-            None => (QEMU, Vec::new()),
-        };
-        let mut child = Command::new(program)
-            .args(&prefix_args)
-            .args(&args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => HarnessError::QemuMissing,
-                _ => HarnessError::Io(e),
-            })?;
+        let mut child =
+            self.command("stdio").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(
+                |e| match e.kind() {
+                    std::io::ErrorKind::NotFound => HarnessError::QemuMissing,
+                    _ => HarnessError::Io(e),
+                },
+            )?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut stderr = child.stderr.take().expect("stderr is piped");

@@ -16,6 +16,34 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The tap device in every namespace made here.
 pub const TAP: &str = "tap0";
+/// The bridge of [`Namespace::create_bridge`].
+pub const BRIDGE: &str = "br0";
+
+/// The host's address on the segment of a device network ([`Namespace::create_bridge`] as
+/// `cargo xtask run --nodes` and the soft bus tests make it); guest `i` is 10.77.0.(10+i).
+pub const NODE_HOST: &str = "10.77.0.1";
+
+/// The address of guest `i` of a device network.
+pub fn node_address(i: usize) -> String {
+    format!("10.77.0.{}", 10 + i)
+}
+
+/// `manifest` (the default one) for guest `i` of a device network: the network service with
+/// the static address [`node_address`]`(i)`, the soft bus server named `node<i>`. `None` if the
+/// manifest has no DHCP network service or no soft bus server to change.
+pub fn node_manifest(manifest: &str, i: usize) -> Option<String> {
+    if !manifest.contains("    arg dhcp\n") || !manifest.contains("    program /bin/softbusd\n") {
+        return None;
+    }
+    Some(
+        manifest
+            .replace(
+                "    arg dhcp\n",
+                &format!("    arg address={}/24\n    arg gateway={NODE_HOST}\n", node_address(i)),
+            )
+            .replace("    program /bin/softbusd\n", &format!("    program /bin/softbusd\n    arg name=node{i}\n")),
+    )
+}
 
 /// Why a namespace could not be set up or entered.
 #[derive(Debug)]
@@ -74,9 +102,8 @@ pub struct Namespace {
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 impl Namespace {
-    /// Creates namespace `tutti-<tag>-<pid>-<n>` with `tap0` addressed `host_cidr`
-    /// (`"10.99.0.1/24"`).
-    pub fn create(tag: &str, host_cidr: &str) -> Result<Namespace, NetSetupError> {
+    /// A fresh namespace `tutti-<tag>-<pid>-<n>` with only `lo` (up).
+    fn empty(tag: &str) -> Result<Namespace, NetSetupError> {
         if !is_root() {
             return Err(NetSetupError::NotRoot);
         }
@@ -86,9 +113,35 @@ impl Namespace {
         // From here on, drop removes it whatever fails next.
         let ns = Namespace { name };
         ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Creates namespace `tutti-<tag>-<pid>-<n>` with `tap0` addressed `host_cidr`
+    /// (`"10.99.0.1/24"`).
+    pub fn create(tag: &str, host_cidr: &str) -> Result<Namespace, NetSetupError> {
+        let ns = Namespace::empty(tag)?;
         ns.ip(&["tuntap", "add", "dev", TAP, "mode", "tap"])?;
         ns.ip(&["addr", "add", host_cidr, "dev", TAP])?;
         ns.ip(&["link", "set", TAP, "up"])?;
+        Ok(ns)
+    }
+
+    /// Creates namespace `tutti-<tag>-<pid>-<n>` holding one L2 segment: a bridge `br0`
+    /// addressed `host_cidr` (the host's side: processes run in the namespace reach the guests
+    /// through it) and `taps` tap devices `tap0`, `tap1`, ... enslaved to it, one per guest;
+    /// multicast (224.0.0.0/4) is routed to the bridge. Removed on drop, taps and bridge with it.
+    pub fn create_bridge(tag: &str, host_cidr: &str, taps: usize) -> Result<Namespace, NetSetupError> {
+        let ns = Namespace::empty(tag)?;
+        ns.ip(&["link", "add", BRIDGE, "type", "bridge"])?;
+        ns.ip(&["addr", "add", host_cidr, "dev", BRIDGE])?;
+        ns.ip(&["link", "set", BRIDGE, "up"])?;
+        for i in 0..taps {
+            let tap = format!("tap{i}");
+            ns.ip(&["tuntap", "add", "dev", &tap, "mode", "tap"])?;
+            ns.ip(&["link", "set", &tap, "master", BRIDGE])?;
+            ns.ip(&["link", "set", &tap, "up"])?;
+        }
+        ns.ip(&["route", "add", "224.0.0.0/4", "dev", BRIDGE])?;
         Ok(ns)
     }
 
@@ -263,4 +316,19 @@ pub fn send_to_sink(
         })
         .map_err(|e| e.to_string())?;
     thread.join().map_err(|_| "the host thread panicked".to_string())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_manifests_get_a_static_address_and_a_name() {
+        let base = "service net\n    program /bin/svc_net\n    arg dhcp\n\nservice softbus\n    program /bin/softbusd\n    quota 2M\n";
+        let m = node_manifest(base, 2).unwrap();
+        assert!(m.contains("    arg address=10.77.0.12/24\n    arg gateway=10.77.0.1\n"), "{m}");
+        assert!(m.contains("    program /bin/softbusd\n    arg name=node2\n    quota 2M\n"), "{m}");
+        assert!(!m.contains("dhcp"));
+        assert!(node_manifest("service net\n", 0).is_none());
+    }
 }

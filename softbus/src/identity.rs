@@ -239,6 +239,55 @@ pub fn verify_signature(signing_public: &[u8; 32], message: &[u8], signature: &[
         .is_ok_and(|key| key.verify(message, &Signature::from_bytes(signature)).is_ok())
 }
 
+/// Why [`resolve_device`] found no single device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResolveError {
+    /// No known device has that id, name or id prefix.
+    NotFound,
+    /// This many devices match.
+    Ambiguous(usize),
+}
+
+/// The device a person means by `text`, among `known` devices (id and name, repeats allowed):
+/// a full device id (known or not), else a unique name, else a unique prefix of the id in
+/// hexadecimal (dashes ignored, any case).
+pub fn resolve_device<'a>(
+    text: &str,
+    known: impl IntoIterator<Item = (DeviceId, &'a str)>,
+) -> Result<DeviceId, ResolveError> {
+    if let Ok(id) = text.parse::<DeviceId>() {
+        return Ok(id);
+    }
+    let known: Vec<(DeviceId, &str)> = known.into_iter().collect();
+    let pick = |mut ids: Vec<DeviceId>| -> Option<Result<DeviceId, ResolveError>> {
+        ids.sort();
+        ids.dedup();
+        match ids.as_slice() {
+            [] => None,
+            [one] => Some(Ok(*one)),
+            more => Some(Err(ResolveError::Ambiguous(more.len()))),
+        }
+    };
+    if let Some(found) = pick(known.iter().filter(|(_, name)| *name == text).map(|(id, _)| *id).collect()) {
+        return found;
+    }
+    let needle: Vec<u8> = text.bytes().filter(|b| *b != b'-').map(|b| b.to_ascii_lowercase()).collect();
+    if !needle.is_empty() && needle.iter().all(u8::is_ascii_hexdigit) {
+        let by_prefix = known
+            .iter()
+            .filter(|(id, _)| {
+                let hex: Vec<u8> = alloc::format!("{id}").bytes().filter(|b| *b != b'-').collect();
+                hex.starts_with(&needle)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if let Some(found) = pick(by_prefix) {
+            return found;
+        }
+    }
+    Err(ResolveError::NotFound)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,5 +362,20 @@ mod tests {
         let text = alloc::format!("{id:?}");
         assert!(text.contains(&id.device_id().to_string()));
         assert!(!text.contains("noise"));
+    }
+
+    #[test]
+    fn devices_resolve_by_id_name_and_prefix() {
+        let a = DeviceId::from_signing_public(&[1; 32]);
+        let b = DeviceId::from_signing_public(&[2; 32]);
+        let known = [(a, "laptop"), (b, "phone"), (a, "laptop")];
+        assert_eq!(resolve_device("phone", known), Ok(b));
+        assert_eq!(resolve_device(&a.to_string(), []), Ok(a));
+        let prefix: alloc::string::String =
+            a.to_string().chars().take(6).collect::<alloc::string::String>().to_uppercase();
+        assert_eq!(resolve_device(&prefix, known), Ok(a));
+        assert_eq!(resolve_device("tablet", known), Err(ResolveError::NotFound));
+        assert_eq!(resolve_device("", known), Err(ResolveError::NotFound));
+        assert_eq!(resolve_device("same", [(a, "same"), (b, "same")]), Err(ResolveError::Ambiguous(2)));
     }
 }

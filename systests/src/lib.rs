@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod linux;
+pub mod softbus;
 
 /// The deadline of one boot. A boot to the ready line takes well under a second under TCG;
 /// the margin covers a loaded CI machine. A hang is reported as a failure at the deadline.
@@ -46,13 +47,15 @@ pub fn scratch_file(name: &str, bytes: &[u8]) -> PathBuf {
 }
 
 /// The boot archive under test with `etc/services` replaced by `manifest` (or removed), written
-/// to the scratch file `name`.
+/// to the scratch file `name`. Without a soft bus service in `manifest`, `bin/softbusd` is left
+/// out too: the archive is RAM, and the base system must fit in 16 MiB.
 pub fn archive_with_manifest(name: &str, manifest: Option<&str>) -> PathBuf {
     let bytes = std::fs::read(archive()).expect("the boot archive");
     let original = newc::Archive::new(&bytes).expect("a valid archive");
     let mut writer = newc::Writer::new();
+    let softbus = manifest.is_some_and(|m| m.contains("/bin/softbusd"));
     for entry in original.entries() {
-        if entry.name == "etc/services" {
+        if entry.name == "etc/services" || (entry.name == "bin/softbusd" && !softbus) {
             continue;
         }
         if entry.is_dir() {
@@ -75,12 +78,35 @@ pub fn manifest() -> String {
     String::from_utf8(entry.data.to_vec()).expect("a UTF-8 manifest")
 }
 
+/// The default manifest without the soft bus: the base system, which runs in 16 MiB
+/// (docs/softbus/tutti.md, "Footprint").
+pub fn base_manifest() -> String {
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in manifest().lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("service ") {
+            skipping = trimmed == "service softbus";
+        }
+        if !skipping && trimmed != "endpoint softbus" {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// Boots the image under test with the native shell running `commands` (as `cargo xtask run
 /// --cmd` does: `arg` lines and `restart never` on the shell service), archive scratch file
 /// `name`.
 pub fn shell(name: &str, commands: &[&str]) -> Machine {
+    shell_with(name, &self::manifest(), commands)
+}
+
+/// [`shell`] on `base`, a manifest such as [`base_manifest`].
+pub fn shell_with(name: &str, base: &str, commands: &[&str]) -> Machine {
     let mut manifest = String::new();
-    for line in self::manifest().lines() {
+    for line in base.lines() {
         manifest.push_str(line);
         manifest.push('\n');
         if line.trim() == "service shell" {

@@ -116,7 +116,9 @@ pub fn machine_with(
     let drive = format!("file={},if=none,id=d0,format=raw", disk.display());
     let mut manifest = String::new();
     let mut in_linux = false;
-    for line in crate::manifest().lines() {
+    // 16 MiB holds the base system, not the soft bus as well.
+    let base = if memory == Some("16M") { crate::base_manifest() } else { crate::manifest() };
+    for line in base.lines() {
         let trimmed = line.trim();
         if trimmed.starts_with("service ") {
             in_linux = trimmed == "service linux";

@@ -3,7 +3,7 @@
 //! kernel's task accounting, the kernel log, and the machine's end with the shell's status.
 
 use abi::exit::ExitCode;
-use systests::{shell, shell_outputs};
+use systests::{shell, shell_outputs, shell_with};
 
 /// The output of the command `name` in `outputs`.
 fn output<'a>(outputs: &'a [(String, String, i32)], command: &str) -> (&'a str, i32) {
@@ -87,7 +87,8 @@ fn boots_to_the_shell_with_every_service_in_16_mib_files_and_programs_by_path() 
         "cat /nothing/here",
         "exit",
     ];
-    let run = shell("shell-16m.cpio", &commands).memory("16M").run().unwrap();
+    // The base system: the soft bus needs more (docs/softbus/tutti.md, "Footprint").
+    let run = shell_with("shell-16m.cpio", &systests::base_manifest(), &commands).memory("16M").run().unwrap();
     // `exit` without a status: the last command's (the failed cat).
     run.assert_exit(ExitCode::InitFailed).assert_printed("task init exited with status 1");
     let outputs = shell_outputs(&run);

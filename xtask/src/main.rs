@@ -12,6 +12,7 @@
 mod bench;
 mod deps;
 mod image;
+mod nodes;
 mod shell_command;
 
 use clap::{Parser, Subcommand};
@@ -50,6 +51,13 @@ enum Task {
         /// busybox, Debian's busybox-static).
         #[arg(long)]
         native: bool,
+        /// Boot this many guests on one virtual network (needs root): guest 0 on this
+        /// terminal, the others' consoles on Unix sockets (docs/xtask.md).
+        #[arg(long, conflicts_with = "cmd")]
+        nodes: Option<usize>,
+        /// With --nodes: also run `tuttid` on the host side of that network.
+        #[arg(long, requires = "nodes")]
+        host: bool,
     },
     /// Run the host unit tests, then the QEMU system tests.
     Test {
@@ -114,6 +122,9 @@ fn main() -> ExitCode {
         Task::Run { mem, append, icount, cmd, timeout, .. } if !cmd.is_empty() => {
             shell_command::run(&mem, &append, icount, &cmd, timeout)
         }
+        Task::Run { mem, append, native, nodes: Some(nodes), host, .. } => {
+            nodes::run(nodes, host, &mem, &append, native)
+        }
         Task::Run { mem, append, icount, native, .. } => run(&mem, &append, icount, native),
         Task::Test { filter, system_only } => test(filter.as_deref(), system_only),
         Task::Bench { benchmark, out, runs } => bench::run(benchmark, &root().join(out), &bench::Options { runs }),
@@ -134,6 +145,11 @@ fn run(mem: &str, append: &str, icount: bool, native: bool) -> Result<ExitCode, 
     let machine = image::with_devices(machine)?;
     step("booting Tutti (Ctrl-A X quits)");
     let status = machine.interactive_command().status().map_err(|e| Failure(format!("cannot start QEMU: {e}")))?;
+    interactive_end(status)
+}
+
+/// The exit code of an interactive run that ended with `status`.
+pub fn interactive_end(status: std::process::ExitStatus) -> Result<ExitCode, Failure> {
     match status.code().and_then(abi::exit::ExitCode::from_qemu_status) {
         Some(abi::exit::ExitCode::Success) => Ok(ExitCode::SUCCESS),
         Some(code) => Err(Failure(format!("Tutti stopped: {code:?}"))),

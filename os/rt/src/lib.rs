@@ -16,6 +16,7 @@
 //! docs/runtime.md describes all of it.
 #![no_std]
 
+extern crate alloc;
 extern crate freestanding;
 
 pub mod device;
@@ -71,22 +72,20 @@ macro_rules! entry {
     };
 }
 
-/// The pool thread stacks come from (there is no memory allocation system call yet).
-const STACK_POOL: usize = 256 * 1024;
-static mut STACKS: [u8; STACK_POOL] = [0; STACK_POOL];
-static STACKS_USED: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
-
-/// A stack of `size` bytes (rounded up to 16) for a new thread, or `None` when the pool is used
-/// up. Stacks are never returned.
+/// A stack of `size` bytes (rounded up to 16, aligned to 16) for a new thread, from the heap,
+/// or `None` when the heap cannot grow. Stacks are never returned. (They used to come from a
+/// 256 KiB pool in every program's BSS, which cost each task that memory whether it made
+/// threads or not.)
 pub fn stack(size: usize) -> Option<&'static mut [u8]> {
-    let size = size.next_multiple_of(16);
-    let start = STACKS_USED.fetch_add(size, core::sync::atomic::Ordering::Relaxed);
-    if start + size > STACK_POOL {
+    let layout = core::alloc::Layout::from_size_align(size.max(16).next_multiple_of(16), 16).ok()?;
+    // Safety: the layout has a non-zero size.
+    let base = unsafe { alloc::alloc::alloc_zeroed(layout) };
+    if base.is_null() {
         return None;
     }
-    // Safety: every range of the pool is handed out at most once (the atomic counter only
-    // grows), so this is the only reference to these bytes.
-    Some(unsafe { core::slice::from_raw_parts_mut((&raw mut STACKS as *mut u8).add(start), size) })
+    // Safety: `base` points to `layout.size()` fresh zeroed bytes owned by nobody else, and
+    // they are never freed, so the slice may live forever.
+    Some(unsafe { core::slice::from_raw_parts_mut(base, layout.size()) })
 }
 
 /// The time-stamp counter (guest instructions under `-icount shift=0`), for benchmarks.

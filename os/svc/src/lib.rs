@@ -10,5 +10,6 @@ pub mod fs;
 pub mod linux;
 pub mod net;
 pub mod netdrv;
+pub mod softbus;
 
 pub use common::*;

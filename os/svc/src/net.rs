@@ -337,6 +337,20 @@ impl Net {
         }
     }
 
+    /// Starts connecting to `to` and returns at once; `TcpStream::state` says when the
+    /// connection is established (or refused). For event loops.
+    pub fn start_connect(&self, to: SocketAddr) -> Result<TcpStream<'_>, NetError> {
+        let id = self.socket(&Request::TcpConnect { addr: to.addr, port: to.port })?;
+        Ok(TcpStream { net: self, id, peer: to })
+    }
+
+    /// Binds this client's notification to the calling thread: the service's signals then
+    /// end the thread's receive on its endpoint with a `NOTIFY` message (an event loop that
+    /// serves its own clients waits there).
+    pub fn bind_notification(&self) -> Result<(), NetError> {
+        sys::notification_bind(self.notify).map_err(NetError::Kernel)
+    }
+
     /// A UDP socket bound to `port`.
     pub fn bind_udp(&self, port: u16) -> Result<UdpSocket<'_>, NetError> {
         let id = self.socket(&Request::UdpBind { port })?;

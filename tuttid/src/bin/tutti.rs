@@ -339,20 +339,10 @@ fn serve_one(
     let err = |code: u16, message: String| ServeError { code, message };
     match method {
         "display.show" if display => {
-            let shown = match payload {
-                Value::String(s) => s.clone(),
-                other => other.get("text").and_then(Value::as_str).map_or_else(|| other.to_string(), str::to_string),
-            };
-            // Control characters could drive the terminal: show them escaped.
-            let safe: String = shown
-                .chars()
-                .flat_map(
-                    |c| if c.is_control() && c != '\n' { c.escape_default().collect::<Vec<_>>() } else { vec![c] },
-                )
-                .collect();
+            let safe = tuttid::services::display_text(payload);
             println!("[{}] {safe}", text(request, "name"));
             let _ = std::io::Write::flush(&mut std::io::stdout());
-            Ok(serde_json::json!({ "shown": true, "chars": shown.chars().count() }))
+            Ok(serde_json::json!({ "shown": true, "chars": safe.chars().count() }))
         }
         m if m.starts_with("storage.") => {
             let storage = storage.ok_or_else(|| err(6, "this device shares no storage directory".into()))?;

@@ -188,44 +188,21 @@ impl Shared {
     /// The device meant by `text`: a device id, a unique id prefix, or a unique name among
     /// the discovered and trusted devices.
     pub(crate) fn resolve(&self, text: &str) -> Result<DeviceId, ApiError> {
-        if let Ok(id) = text.parse::<DeviceId>() {
-            return Ok(id);
-        }
         let mut known: Vec<(DeviceId, String)> =
             lock(&self.discovery).peers().map(|p| (p.device_id, p.advertisement.name.clone())).collect();
         known.extend(lock(&self.trust).list().map(|d| (d.device_id, d.name.clone())));
-        let pick = |matches: Vec<DeviceId>| -> Option<Result<DeviceId, ApiError>> {
-            let mut ids = matches;
-            ids.sort();
-            ids.dedup();
-            match ids.len() {
-                0 => None,
-                1 => ids.first().copied().map(Ok),
-                n => Some(Err(ApiError::new(
+        softbus::identity::resolve_device(text, known.iter().map(|(id, name)| (*id, name.as_str()))).map_err(
+            |e| match e {
+                softbus::identity::ResolveError::Ambiguous(n) => ApiError::new(
                     ErrorKind::Ambiguous,
                     format!("{text:?} matches {n} devices; give more of the device id"),
-                ))),
-            }
-        };
-        let by_name = known.iter().filter(|(_, name)| name == text).map(|(id, _)| *id).collect();
-        if let Some(found) = pick(by_name) {
-            return found;
-        }
-        let needle: String = text.chars().filter(|c| *c != '-').collect::<String>().to_lowercase();
-        if !needle.is_empty() && needle.chars().all(|c| c.is_ascii_hexdigit()) {
-            let by_prefix = known
-                .iter()
-                .filter(|(id, _)| id.to_string().replace('-', "").starts_with(&needle))
-                .map(|(id, _)| *id)
-                .collect();
-            if let Some(found) = pick(by_prefix) {
-                return found;
-            }
-        }
-        Err(ApiError::new(
-            ErrorKind::NotFound,
-            format!("no device {text:?}: it is neither discovered nor trusted (see `tutti devices`)"),
-        ))
+                ),
+                softbus::identity::ResolveError::NotFound => ApiError::new(
+                    ErrorKind::NotFound,
+                    format!("no device {text:?}: it is neither discovered nor trusted (see `tutti devices`)"),
+                ),
+            },
+        )
     }
 
     /// Where `id` accepts sessions, as learned from its beacons.

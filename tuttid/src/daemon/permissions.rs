@@ -20,7 +20,7 @@ use super::{lock, unix_now, Shared};
 use crate::api::{ApiError, ErrorKind, PromptInfo};
 
 /// The method every daemon answers without a policy check.
-pub(crate) const CAPS_METHOD: &str = "caps.list";
+pub(crate) use busvc::CAPS_METHOD;
 
 /// What to do with one incoming request.
 pub(crate) enum Verdict {

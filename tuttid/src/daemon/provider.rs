@@ -48,9 +48,7 @@ pub(crate) fn capabilities(shared: &Shared) -> Vec<CapabilityDescriptor> {
     let mut list = services::capabilities();
     if let Some(p) = lock(&shared.provider).as_ref().filter(|p| !p.tx.is_closed()) {
         if p.display {
-            list.push(
-                CapabilityDescriptor::new(Capability::Display).with("kind", "terminal").with("methods", "display.show"),
-            );
+            list.push(services::display_capability("terminal"));
         }
         if p.storage.is_some() {
             list.push(

@@ -49,6 +49,12 @@ commands:
   sleep <ms>            wait                      run <path>, <path>  run a program
   linux <path> [args]   run a static Linux program (its exit status is the command's)
   linux-counts          unimplemented Linux system calls made so far
+  bus devices|trust     soft bus: devices discovered and trusted; trusted devices
+  bus pair --show       show a pairing code here (another device types it)
+  bus pair <dev> <code> pair with a device that shows <code>
+  bus revoke <dev>      stop trusting a device
+  bus caps <dev>        what a device offers
+  bus call <dev> <service.method> [payload]   call a method (payload: JSON)
   exit [status]         leave the shell
   `> file` and `>> file` after a command write its output to a file.
 ";
@@ -423,6 +429,7 @@ impl Shell {
                     let _ = writeln!(out, "{nr:>4} {:<24} {count}", lpx::nr::name(nr as u64));
                 }
             }
+            "bus" => self.bus(&args, out)?,
             word if word.starts_with('/') || word.starts_with("./") => return self.run(word, out),
             other => return Err(format!("unknown command (try `help`): {other}")),
         }
@@ -536,6 +543,36 @@ impl Shell {
             }
             out.push_str(&String::from_utf8_lossy(&chunk[..n]));
             at = start + n as u64;
+        }
+        Ok(())
+    }
+
+    /// `bus ...`: the soft bus server's local API (docs/softbus/tutti.md).
+    fn bus(&mut self, args: &[&str], out: &mut String) -> Result<(), String> {
+        let bus = svc::softbus::Bus::connect(2_000_000_000).map_err(|e| format!("{e}"))?;
+        let failed = |e: svc::softbus::BusError| format!("{e}");
+        match args {
+            ["devices"] => out.push_str(&bus.devices().map_err(failed)?),
+            ["trust"] | ["trust", "list"] => out.push_str(&bus.trust().map_err(failed)?),
+            ["pair", "--show"] => {
+                let (code, valid_s) = bus.pair_show().map_err(failed)?;
+                let _ = writeln!(out, "pairing code {code:06} (valid {valid_s} s): type it on the other device");
+            }
+            ["pair", device, code] => out.push_str(&bus.pair(device, code).map_err(failed)?),
+            ["revoke", device] | ["trust", "revoke", device] => out.push_str(&bus.revoke(device).map_err(failed)?),
+            ["caps", device] => out.push_str(&bus.caps(device).map_err(failed)?),
+            ["call", device, method, rest @ ..] => {
+                let payload = rest.join(" ");
+                let payload = if payload.is_empty() { String::from("null") } else { payload };
+                let answer = bus.call(device, method, payload.as_bytes(), 0).map_err(failed)?;
+                out.push_str(&String::from_utf8_lossy(&answer));
+                out.push('\n');
+            }
+            _ => {
+                return Err(String::from(
+                    "usage: bus devices | trust | pair --show | pair <dev> <code> | revoke <dev> | caps <dev> | call <dev> <method> [payload]",
+                ))
+            }
         }
         Ok(())
     }

@@ -1,0 +1,138 @@
+//! Several Tutti devices and a Linux host as one device network (docs/softbus/tutti.md): two
+//! guests and a host `tuttid` on one bridge in a network namespace (as `cargo xtask run --nodes
+//! 2 --host` sets it up). All three discover each other; guest A pairs with guest B (B shows
+//! the code) and the host with A; A shows text on B's console; the host runs compute on A; B is
+//! killed and A's calls fail within the deadline, then work again once B is back with the same
+//! identity from its disk; an unpaired fourth device is refused. Needs root like the other
+//! namespace tests.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use harness::net::{node_manifest, Namespace, NODE_HOST};
+use harness::Running;
+use systests::linux::disk;
+use systests::softbus::{binaries, type_and_wait, wait, Daemon, HELLO_SHA256};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Guest `i` of the segment: its own archive (static address, soft bus name `node<i>`) and disk.
+fn boot(ns: &Namespace, i: usize, disk: &Path) -> Running {
+    let manifest = node_manifest(&systests::manifest(), i).expect("the default manifest has net and softbus");
+    let archive = systests::archive_with_manifest(&format!("softbus-node{i}.cpio"), Some(&manifest));
+    systests::tutti("")
+        .initrd(archive)
+        .memory("64M")
+        .deadline(Duration::from_secs(300))
+        .in_namespace(ns.name())
+        .arg("-drive")
+        .arg(&format!("file={},if=none,id=d0,format=raw", disk.display()))
+        .arg("-device")
+        .arg("virtio-blk-pci,drive=d0")
+        .arg("-netdev")
+        .arg(&format!("tap,id=n0,ifname=tap{i},script=no,downscript=no"))
+        .arg("-device")
+        .arg(&format!("virtio-net-pci,netdev=n0,mac=52:54:00:77:00:{:02x}", 10 + i))
+        .spawn()
+        .expect("QEMU starts")
+}
+
+/// Types `bus pair --show` and returns the code shown.
+fn show_code(guest: &mut Running, round: usize) -> String {
+    // Each round waits for the n-th code line: earlier ones are on the console too.
+    assert!(guest.type_text("bus pair --show\n"));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let codes: Vec<String> = guest
+            .lines()
+            .iter()
+            .filter_map(|l| l.text.strip_prefix("pairing code ").map(|rest| rest.chars().take(6).collect()))
+            .collect();
+        if let Some(code) = codes.get(round) {
+            return code.clone();
+        }
+        assert!(Instant::now() < deadline, "{}", guest.report("no pairing code shown"));
+        let _ = guest.wait_for("\u{0}never", Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn two_guests_and_a_host_form_one_device_network() {
+    let ns = Namespace::create_bridge("nodes", &format!("{NODE_HOST}/24"), 2).expect("network namespace (needs root)");
+    let bins = binaries();
+    let scratch =
+        PathBuf::from(std::env::var_os("TUTTI_SCRATCH").expect("run with cargo xtask test")).join("softbus-nodes");
+    let (disk_a, disk_b) = (disk("softbus-node0", &[]), disk("softbus-node1", &[]));
+    let start = Instant::now();
+    let mut a = boot(&ns, 0, &disk_a);
+    let mut b = boot(&ns, 1, &disk_b);
+    let host = Daemon::start(&ns, "host", 47801, &scratch.join("host"), &bins);
+
+    // Discovery: every device sees the other two.
+    wait(&mut a, "softbus: node0 (");
+    wait(&mut b, "softbus: node1 (");
+    wait(&mut a, "found node1");
+    wait(&mut a, "found host");
+    wait(&mut b, "found node0");
+    wait(&mut b, "found host");
+    let deadline = Instant::now() + WAIT;
+    while !(host.devices().contains("\"name\":\"node0\"") && host.devices().contains("\"name\":\"node1\"")) {
+        assert!(Instant::now() < deadline, "the host never discovered both guests: {}", host.devices());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("all three discovered each other {:.1} s after the guests started", start.elapsed().as_secs_f64());
+
+    // Pairing: A with B (B shows the code), the host with A (A shows the code).
+    let code = show_code(&mut b, 0);
+    type_and_wait(&mut a, &format!("bus pair node1 {code}"), "paired with node1 (");
+    wait(&mut b, "softbus: paired with node0");
+    let code = show_code(&mut a, 0);
+    host.ok(&["pair", "node0", "--code", &code]);
+    wait(&mut a, "softbus: paired with host");
+
+    // A shows text on B's display; the host runs compute on A.
+    type_and_wait(&mut a, r#"bus call node1 display.show '"hello from node0"'"#, r#"{"chars":16,"shown":true}"#);
+    wait(&mut b, "[node0] hello from node0");
+    let hashed = host.ok(&["call", "node0", "compute.sha256", "\"hello\""]);
+    assert!(hashed.contains(HELLO_SHA256), "{hashed}");
+
+    // B dies: A's call fails (the deadline is 10 s), and works again once B is back.
+    drop(b.stop());
+    let failed_at = Instant::now();
+    type_and_wait(&mut a, "bus call node1 echo.echo 1", "bus: ");
+    let took = failed_at.elapsed();
+    println!("a call to the dead guest failed after {:.1} s", took.as_secs_f64());
+    assert!(took < Duration::from_secs(25), "the failure took {took:?}");
+    let mut b = boot(&ns, 1, &disk_b);
+    wait(&mut b, "1 trusted device(s)");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let marker = format!("back{attempt}");
+        assert!(a.type_text(&format!("bus call node1 echo.echo '\"{marker}\"'\n")));
+        let answered =
+            a.wait_until(|l| l.contains(&format!("\"{marker}\"")) && !l.contains("bus call"), Duration::from_secs(15));
+        if answered.is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", a.report("calls to node1 never worked again after it came back"));
+    }
+    println!("calls to node1 work again after {attempt} attempt(s)");
+
+    // An unpaired fourth device is refused everything, and refused by the guests.
+    let stranger = Daemon::start(&ns, "stranger", 0, &scratch.join("stranger"), &bins);
+    let deadline = Instant::now() + WAIT;
+    while !stranger.devices().contains("\"name\":\"node0\"") {
+        assert!(Instant::now() < deadline, "the stranger never discovered node0");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for method in ["compute.sha256", "display.show", "echo.echo", "caps.list"] {
+        let out = stranger.tutti(&["call", "node0", method, "\"x\""]);
+        assert!(!out.status.success(), "the unpaired device was served {method}");
+    }
+    type_and_wait(&mut a, "bus call stranger echo.echo 1", "not trusted by this device");
+    drop(stranger);
+    drop(b.stop());
+    drop(a.stop());
+}
