@@ -19,6 +19,8 @@
 
 extern crate alloc;
 
+pub mod policy;
+
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec;

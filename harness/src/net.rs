@@ -145,6 +145,22 @@ impl Namespace {
         Ok(ns)
     }
 
+    /// `machine` as guest `i` of the segment of [`Namespace::create_bridge`]: run in this
+    /// namespace, its NIC on `tap<i>` with the MAC `52:54:00:77:00:<10+i>`, and `disk` as its
+    /// virtio-blk disk (raw).
+    pub fn node(&self, machine: crate::Machine, i: usize, disk: &std::path::Path) -> crate::Machine {
+        machine
+            .in_namespace(&self.name)
+            .arg("-drive")
+            .arg(&format!("file={},if=none,id=d0,format=raw", disk.display()))
+            .arg("-device")
+            .arg("virtio-blk-pci,drive=d0")
+            .arg("-netdev")
+            .arg(&format!("tap,id=n0,ifname=tap{i},script=no,downscript=no"))
+            .arg("-device")
+            .arg(&format!("virtio-net-pci,netdev=n0,mac=52:54:00:77:00:{:02x}", 10 + i))
+    }
+
     /// The namespace's name (for `ip netns exec`, [`crate::Machine::in_namespace`]).
     pub fn name(&self) -> &str {
         &self.name

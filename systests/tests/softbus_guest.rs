@@ -59,6 +59,14 @@ fn started(guest: &mut Running) -> (String, String) {
     (id, text)
 }
 
+/// Waits for the guest's permission prompt for the host's display call.
+#[track_caller]
+fn wait_for_prompt(guest: &mut Running) {
+    if guest.wait_for("asks to use display (display.show)", WAIT).is_none() {
+        panic!("{}", guest.report("no permission prompt on the guest's console"));
+    }
+}
+
 #[test]
 fn a_tutti_guest_and_a_host_daemon_discover_pair_and_call_each_other() {
     let ns = Namespace::create("sbus", &format!("{HOST}/24")).expect("network namespace (needs root)");
@@ -100,6 +108,36 @@ fn a_tutti_guest_and_a_host_daemon_discover_pair_and_call_each_other() {
     assert!(caps.contains("display") && caps.contains("compute"), "{caps}");
     let missing = host.tutti(&["call", "guest", "nope.nope", "null"]);
     assert!(!missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("no method"));
+
+    // Permissions: the guest asks its own console first, then a time-limited refusal, then the
+    // rule revoked.
+    type_and_wait(&mut guest, "bus policy set host display ask", "host: display ask until changed");
+    std::thread::scope(|scope| {
+        let asked = scope.spawn(|| host.tutti(&["call", "guest", "display.show", "\"after asking\""]));
+        wait_for_prompt(&mut guest);
+        type_and_wait(&mut guest, "bus allow host display", "allowed host to use display this time");
+        let out = asked.join().unwrap();
+        assert!(out.status.success(), "the allowed call failed: {}", String::from_utf8_lossy(&out.stderr));
+    });
+    if guest.wait_for("[host] after asking", WAIT).is_none() {
+        panic!("{}", guest.report("the allowed call was not shown"));
+    }
+    type_and_wait(&mut guest, "bus deny host display 60", "host: display deny for 60 s");
+    let denied = host.tutti(&["call", "guest", "display.show", "\"never shown\""]);
+    let stderr = String::from_utf8_lossy(&denied.stderr).into_owned();
+    assert!(!denied.status.success() && stderr.contains("permission denied"), "{stderr}");
+    type_and_wait(&mut guest, "bus policy", "host             display    deny   for ");
+    type_and_wait(
+        &mut guest,
+        "bus policy remove host display",
+        "host: no rule for display; the default (allow) applies",
+    );
+    host.ok(&["call", "guest", "display.show", "\"allowed again\""]);
+    if guest.wait_for("[host] allowed again", WAIT).is_none()
+        || guest.lines().iter().any(|l| l.text.contains("never shown"))
+    {
+        panic!("{}", guest.report("the policy was not applied as set"));
+    }
 
     // The guest uses the host's compute service.
     assert!(guest.type_text("bus devices\n"));

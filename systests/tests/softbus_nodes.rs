@@ -20,19 +20,8 @@ const WAIT: Duration = Duration::from_secs(60);
 fn boot(ns: &Namespace, i: usize, disk: &Path) -> Running {
     let manifest = node_manifest(&systests::manifest(), i).expect("the default manifest has net and softbus");
     let archive = systests::archive_with_manifest(&format!("softbus-node{i}.cpio"), Some(&manifest));
-    systests::tutti("")
-        .initrd(archive)
-        .memory("64M")
+    ns.node(systests::tutti("").initrd(archive).memory("64M"), i, disk)
         .deadline(Duration::from_secs(300))
-        .in_namespace(ns.name())
-        .arg("-drive")
-        .arg(&format!("file={},if=none,id=d0,format=raw", disk.display()))
-        .arg("-device")
-        .arg("virtio-blk-pci,drive=d0")
-        .arg("-netdev")
-        .arg(&format!("tap,id=n0,ifname=tap{i},script=no,downscript=no"))
-        .arg("-device")
-        .arg(&format!("virtio-net-pci,netdev=n0,mac=52:54:00:77:00:{:02x}", 10 + i))
         .spawn()
         .expect("QEMU starts")
 }
@@ -99,8 +88,13 @@ fn two_guests_and_a_host_form_one_device_network() {
     // B dies: A's call fails (the deadline is 10 s), and works again once B is back.
     drop(b.stop());
     let failed_at = Instant::now();
-    type_and_wait(&mut a, "bus call node1 echo.echo 1", "bus: ");
+    assert!(a.type_text("bus call node1 echo.echo 1\n"));
+    // The shell's error line (not the server's own `softbus: ` lines).
+    let failed = a.wait_until(|l| l.contains("bus: ") && !l.contains("softbus: "), WAIT);
     let took = failed_at.elapsed();
+    let Some(failed) = failed else { panic!("{}", a.report("the call to the dead guest never failed")) };
+    let reasons = ["no answer before the deadline", "session ended", "did not connect in time"];
+    assert!(reasons.iter().any(|r| failed.text.contains(r)), "{}", failed.text);
     println!("a call to the dead guest failed after {:.1} s", took.as_secs_f64());
     assert!(took < Duration::from_secs(25), "the failure took {took:?}");
     let mut b = boot(&ns, 1, &disk_b);

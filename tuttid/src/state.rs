@@ -14,9 +14,8 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-use softbus::capability::{Capability, Decision, Policy, Rule};
-use softbus::identity::{DeviceId, Identity, KeystoreError};
+use softbus::capability::{Decision, Policy};
+use softbus::identity::{Identity, KeystoreError};
 use softbus::trust::{TrustError, TrustStore};
 
 /// File names inside the state directory.
@@ -61,22 +60,6 @@ impl std::error::Error for StateError {}
 
 /// The policy file: the rules, each a device id, a capability name, a decision and an
 /// optional end (seconds since the Unix epoch).
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PolicyFile {
-    rules: Vec<PolicyFileRule>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PolicyFileRule {
-    device: String,
-    capability: String,
-    decision: String,
-    #[serde(default)]
-    until: Option<u64>,
-}
-
 /// The default state directory: `$XDG_STATE_HOME/tutti`, else `$HOME/.local/state/tutti`.
 pub fn default_state_dir() -> Result<PathBuf, StateError> {
     if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
@@ -181,38 +164,17 @@ impl StateDir {
     /// Loads the permission rules (`policy.json`) over `default`; an absent file has none.
     pub fn load_policy(&self, default: Decision) -> Result<Policy, StateError> {
         let path = self.file(POLICY_FILE);
-        let mut policy = Policy::new(default);
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(policy),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Policy::new(default)),
             Err(e) => return Err(self.io(&path, e)),
         };
-        let file: PolicyFile =
-            serde_json::from_slice(&bytes).map_err(|e| StateError::Policy(path.clone(), e.to_string()))?;
-        for r in file.rules {
-            let bad = |what: String| StateError::Policy(path.clone(), what);
-            let peer = r.device.parse::<DeviceId>().map_err(|e| bad(format!("device {:?}: {e}", r.device)))?;
-            let capability = Capability::parse(&r.capability).map_err(|e| bad(e.to_string()))?;
-            let decision = Decision::parse(&r.decision).ok_or_else(|| bad(format!("decision {:?}", r.decision)))?;
-            policy.set(Rule { peer, capability, decision, until: r.until }).map_err(|e| bad(e.to_string()))?;
-        }
-        Ok(policy)
+        busvc::policy::from_json(&bytes, default).map_err(|e| StateError::Policy(path, e))
     }
 
     /// Replaces the policy file atomically (mode 0600).
     pub fn save_policy(&self, policy: &Policy) -> Result<(), StateError> {
-        let rules = policy
-            .rules()
-            .map(|r| PolicyFileRule {
-                device: r.peer.to_string(),
-                capability: r.capability.as_str().to_string(),
-                decision: r.decision.as_str().to_string(),
-                until: r.until,
-            })
-            .collect();
-        let mut text = serde_json::to_vec_pretty(&PolicyFile { rules })
-            .map_err(|e| StateError::Policy(self.file(POLICY_FILE), e.to_string()))?;
-        text.push(b'\n');
+        let text = busvc::policy::to_json(policy);
         self.replace(POLICY_FILE, &text)
     }
 }
@@ -220,6 +182,8 @@ impl StateDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use softbus::capability::{Capability, Rule};
+    use softbus::identity::DeviceId;
     use softbus::rng::SeededRng;
 
     fn temp_dir(tag: &str) -> StateDir {

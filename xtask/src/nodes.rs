@@ -60,7 +60,7 @@ fn node_archive(base: &Path, i: usize) -> Result<PathBuf, Failure> {
 }
 
 /// Builds `tuttid` and `tutti` (release) and returns their directory.
-fn build_tuttid() -> Result<PathBuf, Failure> {
+pub fn build_tuttid() -> Result<PathBuf, Failure> {
     step("building tuttid and tutti");
     crate::run_command(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -99,19 +99,11 @@ pub fn run(nodes: usize, host: bool, mem: &str, append: &str, native: bool) -> R
     let mut children = Children(Vec::new());
     let machine = |i: usize| -> Result<harness::Machine, Failure> {
         let disk = node_disk(i)?;
-        Ok(harness::Machine::new(&image.kernel)
-            .initrd(node_archive(&base, i)?)
-            .memory(mem)
-            .append(append)
-            .in_namespace(ns.name())
-            .arg("-drive")
-            .arg(&format!("file={},if=none,id=disk0,format=raw", disk.display()))
-            .arg("-device")
-            .arg("virtio-blk-pci,drive=disk0")
-            .arg("-netdev")
-            .arg(&format!("tap,id=net0,ifname=tap{i},script=no,downscript=no"))
-            .arg("-device")
-            .arg(&format!("virtio-net-pci,netdev=net0,mac=52:54:00:77:00:{:02x}", 10 + i)))
+        Ok(ns.node(
+            harness::Machine::new(&image.kernel).initrd(node_archive(&base, i)?).memory(mem).append(append),
+            i,
+            &disk,
+        ))
     };
     for i in 1..nodes {
         let socket = nodes_dir().join(format!("node{i}.sock"));

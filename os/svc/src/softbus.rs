@@ -37,6 +37,17 @@ rt::protocol! {
             Call { range: BufRange, timeout_ms: u32 } = 7,
             /// The capabilities of the device named in `range`, as a table (`Text` or `Failed`).
             Caps { range: BufRange } = 8,
+            /// Answers a permission prompt for `device\0capability` in `range`: with `seconds`
+            /// > 0 the answer becomes a rule until then, else it covers the calls waiting now.
+            Answer { range: BufRange, allow: bool, seconds: u32 } = 9,
+            /// The permission policy: its default and rules (`Text`).
+            Policy = 10,
+            /// Sets the rule for `device\0capability` in `range`: [`decision`] `ALLOW`, `DENY`
+            /// or `ASK`, for `seconds` (0: until changed). `Text` or `Failed`.
+            PolicySet { range: BufRange, decision: u32, seconds: u32 } = 11,
+            /// Removes the rule for `device\0capability` in `range` (a grant revoked): the
+            /// default applies again. `Text` or `Failed`.
+            PolicyRemove { range: BufRange } = 12,
         }
         response Response {
             Opened { buffer: Cap, len: u64 } = 1,
@@ -53,6 +64,13 @@ rt::protocol! {
             NotOpen = 6,
         }
     }
+}
+
+/// The decisions of [`Request::PolicySet`].
+pub mod decision {
+    pub const ALLOW: u32 = 0;
+    pub const DENY: u32 = 1;
+    pub const ASK: u32 = 2;
 }
 
 /// The kinds of [`Response::Failed`].
@@ -208,6 +226,31 @@ impl Bus {
     pub fn call(&self, device: &str, method: &str, payload: &[u8], timeout_ms: u32) -> Result<Vec<u8>, BusError> {
         let range = self.put(&[device.as_bytes(), method.as_bytes(), payload])?;
         self.ask(&Request::Call { range, timeout_ms })
+    }
+
+    /// Answers the permission prompt of `device` for `capability`; `seconds` > 0 makes it a
+    /// rule for that long.
+    pub fn answer(&self, device: &str, capability: &str, allow: bool, seconds: u32) -> Result<String, BusError> {
+        let range = self.put(&[device.as_bytes(), capability.as_bytes()])?;
+        self.text(&Request::Answer { range, allow, seconds })
+    }
+
+    /// The permission policy, as a table.
+    pub fn policy(&self) -> Result<String, BusError> {
+        self.text(&Request::Policy)
+    }
+
+    /// Sets the rule of `device` for `capability` to `decision` ([`decision`]) for `seconds`
+    /// (0: until changed).
+    pub fn policy_set(&self, device: &str, capability: &str, decision: u32, seconds: u32) -> Result<String, BusError> {
+        let range = self.put(&[device.as_bytes(), capability.as_bytes()])?;
+        self.text(&Request::PolicySet { range, decision, seconds })
+    }
+
+    /// Removes the rule of `device` for `capability`.
+    pub fn policy_remove(&self, device: &str, capability: &str) -> Result<String, BusError> {
+        let range = self.put(&[device.as_bytes(), capability.as_bytes()])?;
+        self.text(&Request::PolicyRemove { range })
     }
 
     /// The capabilities of `device`, as a table.

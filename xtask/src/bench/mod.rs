@@ -15,12 +15,15 @@
 //! - [`net`]: TCP throughput from the host to the guest over virtio-net on a tap device.
 //! - [`linux`]: the Linux personality beside Linux: null system call, fork + exec, pipe
 //!   throughput, small files on tmpfs, and a busybox script of 200 processes.
+//! - [`devices`]: the soft bus across two Tutti guests and a host `tuttid`: RPC round trips
+//!   and payload throughput host → guest (beside plain TCP) and guest → guest.
 //!
 //! Programs that measure inside the guest print one line per figure, in the format that
 //! [`BenchLine`] parses (`bench <name> iterations=<n> instructions=<total> per_op=<total/n>`);
 //! [`BenchResults::from_lines`] collects the lines of a run.
 
 mod boot;
+mod devices;
 mod ipc;
 mod linux;
 mod net;
@@ -58,11 +61,13 @@ pub enum Benchmark {
     Restart,
     /// The Linux personality (linuxd) beside Linux: system calls, processes, pipes, files, a script.
     Linux,
+    /// The soft bus across devices: two Tutti guests and a host tuttid on a bridge (needs root).
+    Devices,
 }
 
 impl Benchmark {
     /// Every benchmark, in the order `cargo xtask bench` runs them.
-    pub const ALL: [Benchmark; 7] = [
+    pub const ALL: [Benchmark; 8] = [
         Benchmark::Boot,
         Benchmark::Ipc,
         Benchmark::Softbus,
@@ -70,6 +75,7 @@ impl Benchmark {
         Benchmark::Net,
         Benchmark::Restart,
         Benchmark::Linux,
+        Benchmark::Devices,
     ];
 
     /// The benchmark's name, as on the command line and in `<name>.json`.
@@ -82,6 +88,7 @@ impl Benchmark {
             Benchmark::Net => "net",
             Benchmark::Restart => "restart",
             Benchmark::Linux => "linux",
+            Benchmark::Devices => "devices",
         }
     }
 }
@@ -117,6 +124,7 @@ pub fn run(which: Option<Benchmark>, out_dir: &Path, options: &Options) -> Resul
             Benchmark::Net => net::run(options)?,
             Benchmark::Restart => restart::run(options)?,
             Benchmark::Linux => linux::run(options)?,
+            Benchmark::Devices => devices::run(options)?,
         };
         println!("\n{}", report.markdown);
         let json_path = out_dir.join(format!("{}.json", benchmark.name()));

@@ -85,20 +85,20 @@ impl Daemon {
 }
 
 /// A connection to a daemon's local API.
-struct Api {
+pub(super) struct Api {
     stream: UnixStream,
     reader: BufReader<UnixStream>,
 }
 
 impl Api {
-    fn connect(socket: &Path) -> Result<Self, Failure> {
+    pub(super) fn connect(socket: &Path) -> Result<Self, Failure> {
         let stream = UnixStream::connect(socket).map_err(|e| Failure(format!("{}: {e}", socket.display())))?;
         let reader = BufReader::new(stream.try_clone()?);
         Ok(Self { stream, reader })
     }
 
     /// One request; the result, or the daemon's error as a failure.
-    fn request(&mut self, request: &Value) -> Result<Value, Failure> {
+    pub(super) fn request(&mut self, request: &Value) -> Result<Value, Failure> {
         let mut line = serde_json::to_vec(request)?;
         line.push(b'\n');
         self.stream.write_all(&line)?;
@@ -124,12 +124,12 @@ fn free_udp_port() -> Result<u16, Failure> {
 }
 
 /// The `q`-quantile of sorted samples.
-fn quantile(sorted: &[f64], q: f64) -> f64 {
+pub(super) fn quantile(sorted: &[f64], q: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
     sorted.get(i.min(sorted.len().saturating_sub(1))).copied().unwrap_or(f64::NAN)
 }
 
-fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+pub(super) fn sorted(mut v: Vec<f64>) -> Vec<f64> {
     v.sort_by(f64::total_cmp);
     v
 }

@@ -55,6 +55,9 @@ commands:
   bus revoke <dev>      stop trusting a device
   bus caps <dev>        what a device offers
   bus call <dev> <service.method> [payload]   call a method (payload: JSON)
+  bus ping <dev> [count] [bytes]   round trips of echo.echo: spread and throughput
+  bus policy [set <dev> <cap> allow|deny|ask [s] | remove <dev> <cap>]   permissions
+  bus allow|deny <dev> <cap> [seconds]   answer a permission prompt
   exit [status]         leave the shell
   `> file` and `>> file` after a command write its output to a file.
 ";
@@ -561,6 +564,41 @@ impl Shell {
             ["pair", device, code] => out.push_str(&bus.pair(device, code).map_err(failed)?),
             ["revoke", device] | ["trust", "revoke", device] => out.push_str(&bus.revoke(device).map_err(failed)?),
             ["caps", device] => out.push_str(&bus.caps(device).map_err(failed)?),
+            [verb @ ("allow" | "deny"), device, capability, rest @ ..] => {
+                let seconds = match rest {
+                    [] => 0,
+                    [s] => s.parse().map_err(|_| format!("not a number of seconds: {s}"))?,
+                    _ => return Err(String::from("usage: bus allow|deny <dev> <capability> [seconds]")),
+                };
+                out.push_str(&bus.answer(device, capability, *verb == "allow", seconds).map_err(failed)?);
+            }
+            ["policy"] => out.push_str(&bus.policy().map_err(failed)?),
+            ["policy", "set", device, capability, decision, rest @ ..] => {
+                use svc::softbus::decision as d;
+                let decision = match *decision {
+                    "allow" => d::ALLOW,
+                    "deny" => d::DENY,
+                    "ask" => d::ASK,
+                    other => return Err(format!("not a decision (allow, deny, ask): {other}")),
+                };
+                let seconds = match rest {
+                    [] => 0,
+                    [s] => s.parse().map_err(|_| format!("not a number of seconds: {s}"))?,
+                    _ => return Err(String::from("usage: bus policy set <dev> <capability> allow|deny|ask [seconds]")),
+                };
+                out.push_str(&bus.policy_set(device, capability, decision, seconds).map_err(failed)?);
+            }
+            ["policy", "remove", device, capability] => out.push_str(&bus.policy_remove(device, capability).map_err(failed)?),
+            ["ping", device, rest @ ..] => {
+                let number = |i: usize, default: usize, max: usize| -> Result<usize, String> {
+                    match rest.get(i) {
+                        None => Ok(default),
+                        Some(t) => t.parse().ok().filter(|n| (1..=max).contains(n)).ok_or(format!("not 1 to {max}: {t}")),
+                    }
+                };
+                let (count, bytes) = (number(0, 10, 100_000)?, number(1, 32, 8192)?.max(2));
+                self.bus_ping(&bus, device, count, bytes, out)?;
+            }
             ["call", device, method, rest @ ..] => {
                 let payload = rest.join(" ");
                 let payload = if payload.is_empty() { String::from("null") } else { payload };
@@ -570,10 +608,49 @@ impl Shell {
             }
             _ => {
                 return Err(String::from(
-                    "usage: bus devices | trust | pair --show | pair <dev> <code> | revoke <dev> | caps <dev> | call <dev> <method> [payload]",
+                    "usage: bus devices | trust | pair --show | pair <dev> <code> | revoke <dev> | caps <dev> | call <dev> <method> [payload] | ping <dev> [count] [bytes] | policy ... | allow|deny <dev> <cap> [s]",
                 ))
             }
         }
+        Ok(())
+    }
+
+    /// `bus ping`: `count` calls of `echo.echo` on `device` with a JSON string of `bytes`
+    /// bytes, each answer checked; the round trips' spread and the payload throughput.
+    fn bus_ping(
+        &mut self,
+        bus: &svc::softbus::Bus,
+        device: &str,
+        count: usize,
+        bytes: usize,
+        out: &mut String,
+    ) -> Result<(), String> {
+        let mut payload = String::with_capacity(bytes);
+        payload.push('"');
+        payload.extend(core::iter::repeat_n('x', bytes - 2));
+        payload.push('"');
+        let mut samples = Vec::with_capacity(count);
+        let start = sys::time_now();
+        for _ in 0..count {
+            let t = sys::time_now();
+            let answer = bus.call(device, "echo.echo", payload.as_bytes(), 0).map_err(|e| format!("{e}"))?;
+            samples.push(sys::time_now() - t);
+            if answer != payload.as_bytes() {
+                return Err(format!("echo.echo answered {} bytes that differ from the {bytes} sent", answer.len()));
+            }
+        }
+        let total = (sys::time_now() - start).max(1);
+        samples.sort_unstable();
+        let at = |q: usize| samples[((samples.len() - 1) * q).div_ceil(100).min(samples.len() - 1)] / 1000;
+        let kb_s = (2 * bytes * count) as u64 * 1_000_000 / total;
+        let _ = writeln!(
+            out,
+            "ping {device}: n={count} bytes={bytes} min_us={} p50_us={} p99_us={} max_us={} kb_s={kb_s}",
+            samples[0] / 1000,
+            at(50),
+            at(99),
+            samples[samples.len() - 1] / 1000
+        );
         Ok(())
     }
 

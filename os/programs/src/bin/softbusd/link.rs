@@ -14,6 +14,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use softbus::capability::Capability;
 use softbus::connection::{first_frame_type, CloseReason, Connection, ConnectionEvent, FrameReader};
 use softbus::identity::DeviceId;
 use softbus::pairing::{AbortReason, Pairing, PairingCode, PairingError};
@@ -24,7 +25,7 @@ use softbus::wire::{messages, FrameType, RpcErrorCode};
 use svc::net::{tcp_state, NetError, TcpStream};
 use svc::softbus::failure;
 
-use crate::{Bus, Failure, Waiter};
+use crate::{Bus, Failure, Verdict, Waiter, ASK_TIMEOUT};
 
 /// How long an incoming connection may take to send its first frame, and a TCP connect.
 const FIRST_FRAME: Duration = Duration::from_secs(10);
@@ -56,9 +57,20 @@ pub struct Session {
     pending: BTreeMap<u64, Waiter>,
     /// Calls waiting for the handshake.
     queued: Vec<Queued>,
+    /// Requests waiting for the local user's answer to a prompt.
+    asks: Vec<Asked>,
     /// Whether any record came from the peer (an immediate close after the handshake means
     /// the peer does not trust this device).
     heard: bool,
+}
+
+/// A request waiting for a prompt's answer.
+struct Asked {
+    request_id: u64,
+    method: String,
+    payload: Vec<u8>,
+    capability: Capability,
+    since: Instant,
 }
 
 /// What a link is doing.
@@ -191,7 +203,7 @@ impl Link {
     /// When this link has work next.
     pub fn poll_at(&self) -> Option<Instant> {
         let machine = match &self.phase {
-            Phase::Session(s) => [s.conn.poll_at(), s.client.poll_at()].into_iter().flatten().min(),
+            Phase::Session(s) => [s.conn.poll_at(), s.client.poll_at(), s.ask_deadline()].into_iter().flatten().min(),
             _ => None,
         };
         [machine, self.deadline].into_iter().flatten().min()
@@ -219,6 +231,11 @@ impl Link {
             s.conn.poll(now);
             s.client.poll(now);
             s.drive(bus, now);
+            if s.peer.is_some() {
+                // Established: the connection's own timers (keepalive, idle) take over from
+                // the connect deadline.
+                self.deadline = None;
+            }
         }
         self.collect();
         if let Some(deadline) = self.deadline {
@@ -557,6 +574,7 @@ impl Session {
             expected,
             pending: BTreeMap::new(),
             queued: Vec::new(),
+            asks: Vec::new(),
             heard: false,
         }
     }
@@ -625,13 +643,36 @@ impl Session {
         }
         while let Some(event) = self.server.poll_event() {
             let (ServerEvent::Request(req), Some(peer)) = (event, self.peer) else { continue };
-            let served = bus.serve(&peer, &req.method, &req.payload);
-            let answered = match served {
-                Ok(bytes) => self.server.respond(req.request_id, &bytes),
-                Err((code, message)) => self.server.fail(req.request_id, code, &message),
-            };
-            if let Err(e) = answered {
-                rt::log::warn!("could not answer a request: {e}");
+            match bus.verdict(&peer, &req.method) {
+                Verdict::Serve => self.answer(bus, &peer, req.request_id, &req.method, &req.payload),
+                Verdict::Deny(message) => {
+                    rt::log::info!("{} may not use {}: refused", bus.name_of(&peer), req.method);
+                    self.refuse(req.request_id, &message);
+                }
+                Verdict::Ask(capability) => {
+                    bus.prompt(&peer, &capability, &req.method);
+                    self.asks.push(Asked {
+                        request_id: req.request_id,
+                        method: req.method,
+                        payload: req.payload,
+                        capability,
+                        since: now,
+                    });
+                }
+            }
+        }
+        if let Some(peer) = self.peer {
+            for asked in core::mem::take(&mut self.asks) {
+                match bus.answer_for(&peer, &asked.capability, asked.since) {
+                    Some(true) => self.answer(bus, &peer, asked.request_id, &asked.method, &asked.payload),
+                    Some(false) => {
+                        self.refuse(asked.request_id, &format!("the user of {} did not allow this call", bus.name))
+                    }
+                    None if now.saturating_duration_since(asked.since) >= ASK_TIMEOUT => {
+                        self.refuse(asked.request_id, &format!("the user of {} did not answer in time", bus.name))
+                    }
+                    None => self.asks.push(asked),
+                }
             }
         }
         while let Some(event) = self.client.poll_event() {
@@ -660,6 +701,29 @@ impl Session {
                 rt::log::warn!("could not send a record: {e}");
             }
         }
+    }
+
+    /// Serves a request the policy allowed and answers it.
+    fn answer(&mut self, bus: &mut Bus, peer: &DeviceId, request_id: u64, method: &str, payload: &[u8]) {
+        let answered = match bus.serve(peer, method, payload) {
+            Ok(bytes) => self.server.respond(request_id, &bytes),
+            Err((code, message)) => self.server.fail(request_id, code, &message),
+        };
+        if let Err(e) = answered {
+            rt::log::warn!("could not answer a request: {e}");
+        }
+    }
+
+    /// Refuses a request: permission denied.
+    fn refuse(&mut self, request_id: u64, message: &str) {
+        if let Err(e) = self.server.fail(request_id, RpcErrorCode::PERMISSION_DENIED, message) {
+            rt::log::debug!("could not refuse a request: {e}");
+        }
+    }
+
+    /// When the first waiting prompt times out.
+    fn ask_deadline(&self) -> Option<Instant> {
+        self.asks.iter().map(|a| a.since.saturating_add(ASK_TIMEOUT)).min()
     }
 
     /// What local callers get when the connection ends for `reason`.

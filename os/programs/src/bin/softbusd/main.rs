@@ -31,7 +31,7 @@ use core::time::Duration;
 use abi::syscall::{label, rights};
 use rt::ipc::{Cap, Payload, SharedBuffer};
 use rt::sys::{self, Handle, Message};
-use softbus::capability::{decode_list, encode_list, CapabilityDescriptor};
+use softbus::capability::{decode_list, encode_list, Capability, CapabilityDescriptor, Decision, Policy, Rule};
 use softbus::connection::ConnectionConfig;
 use softbus::discovery::{Advertisement, Discovery, DiscoveryConfig, DiscoveryEvent};
 use softbus::identity::{resolve_device, DeviceId, Identity, ResolveError};
@@ -84,6 +84,8 @@ struct Settings {
     /// Unicast discovery targets besides the group.
     peers: Vec<[u8; 4]>,
     multicast: bool,
+    /// The decision for trusted devices without a rule.
+    policy: Decision,
 }
 
 fn parse_ip(text: &str) -> Option<[u8; 4]> {
@@ -102,6 +104,7 @@ fn settings() -> Result<Settings, String> {
         kind: DeviceKind::Embedded,
         peers: Vec::new(),
         multicast: true,
+        policy: Decision::Allow,
     };
     let args = svc::arguments().map_err(|e| format!("cannot read the arguments: {e:?}"))?;
     for arg in &args {
@@ -122,7 +125,11 @@ fn settings() -> Result<Settings, String> {
                 s.peers.push(parse_ip(value).ok_or_else(|| format!("bad argument peer={value}: an IPv4 address"))?)
             }
             "no-multicast" => s.multicast = false,
-            _ => return Err(format!("bad argument {arg:?}: name=, dir=, kind=, peer= or no-multicast")),
+            "policy" => {
+                s.policy =
+                    Decision::parse(value).ok_or_else(|| format!("bad argument policy={value}: allow, deny or ask"))?
+            }
+            _ => return Err(format!("bad argument {arg:?}: name=, dir=, kind=, peer=, policy= or no-multicast")),
         }
     }
     Ok(s)
@@ -164,7 +171,24 @@ pub struct Bus {
     connection_config: ConnectionConfig,
     clients: BTreeMap<u64, SharedBuffer>,
     epoch: u64,
+    /// What trusted devices may use.
+    policy: Policy,
+    /// Seconds since 1970 when the server started (the file system's clock).
+    unix_base: u64,
+    /// Prompt answers for the calls waiting now: peer, capability, allowed, when.
+    answers: Vec<(DeviceId, Capability, bool, Instant)>,
 }
+
+/// What to do with one incoming request.
+pub enum Verdict {
+    Serve,
+    Deny(String),
+    /// Ask the local user about this capability.
+    Ask(Capability),
+}
+
+/// How long a call waits for the local user to answer a prompt.
+pub const ASK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A random seed: RDRAND (the CPU's generator) mixed with the time-stamp counter and the
 /// MAC; `false` when the CPU has no RDRAND (then the keys are only as unpredictable as the
@@ -215,6 +239,8 @@ fn run() -> Result<(), String> {
     let mut rng = SeededRng::from_seed(seed);
     let (identity, made) = store.identity(|| Identity::generate(&mut rng))?;
     let trust = store.trust()?;
+    let policy = store.policy(settings.policy)?;
+    let unix_base = store.unix_now();
     let id = identity.device_id();
     let name = settings.name.clone().unwrap_or_else(|| {
         let text = id.to_string();
@@ -261,6 +287,9 @@ fn run() -> Result<(), String> {
         connection_config: ConnectionConfig::default(),
         clients: BTreeMap::new(),
         epoch,
+        policy,
+        unix_base,
+        answers: Vec::new(),
     };
     let mut targets: Vec<SocketAddr> =
         settings.peers.iter().map(|&addr| SocketAddr { addr, port: DISCOVERY_PORT }).collect();
@@ -397,6 +426,106 @@ impl Bus {
         })
     }
 
+    /// Seconds since 1970 now.
+    fn unix_now(&self) -> u64 {
+        self.unix_base + sys::time_now().saturating_sub(self.epoch) / SECOND_NS
+    }
+
+    /// The policy's verdict on `peer` calling `method` (`caps.list` is always answered, and a
+    /// method without a capability name is not served anyway).
+    pub fn verdict(&self, peer: &DeviceId, method: &str) -> Verdict {
+        if method == busvc::CAPS_METHOD {
+            return Verdict::Serve;
+        }
+        let Ok(capability) = Capability::of_method(method) else { return Verdict::Serve };
+        match self.policy.decide(peer, &capability, self.unix_now()) {
+            Decision::Allow => Verdict::Serve,
+            Decision::Deny => Verdict::Deny(format!("{} does not allow this device to use {capability}", self.name)),
+            Decision::Ask => Verdict::Ask(capability),
+        }
+    }
+
+    /// Shows a permission prompt on the console.
+    pub fn prompt(&self, peer: &DeviceId, capability: &Capability, method: &str) {
+        let name = self.name_of(peer);
+        rt::println!(
+            "softbus: {name} ({peer}) asks to use {capability} ({method}): answer `bus allow {name} {capability} [seconds]` or `bus deny {name} {capability} [seconds]` within {} s",
+            ASK_TIMEOUT.as_secs()
+        );
+    }
+
+    /// The answer for a call of `peer` to `capability` waiting since `since`: a prompt answer
+    /// given after it, or a rule that decides now.
+    pub fn answer_for(&self, peer: &DeviceId, capability: &Capability, since: Instant) -> Option<bool> {
+        let given = self.answers.iter().rev().find(|(p, c, _, at)| p == peer && c == capability && *at >= since);
+        if let Some((_, _, allow, _)) = given {
+            return Some(*allow);
+        }
+        match self.policy.decide(peer, capability, self.unix_now()) {
+            Decision::Allow => Some(true),
+            Decision::Deny => Some(false),
+            Decision::Ask => None,
+        }
+    }
+
+    /// The rules of the policy, as a table.
+    fn policy_table(&self) -> String {
+        let mut out = String::new();
+        let now = self.unix_now();
+        let _ = writeln!(out, "default for trusted devices: {}", self.policy.default_decision().as_str());
+        for r in self.policy.rules() {
+            let until = r
+                .until
+                .map_or_else(|| "until changed".to_string(), |u| format!("for {} s more", u.saturating_sub(now)));
+            let _ = writeln!(
+                out,
+                "{:<16} {:<10} {:<6} {until}",
+                self.name_of(&r.peer),
+                r.capability.as_str(),
+                r.decision.as_str()
+            );
+        }
+        out
+    }
+
+    /// The device and capability named in a request's buffer.
+    fn device_capability(&self, badge: u64, range: rt::ipc::BufRange) -> Result<(DeviceId, Capability), Failure> {
+        let args = self.text_arguments(badge, range, 2)?;
+        let id = self.resolve(&args[0])?;
+        let capability = Capability::parse(&args[1]).map_err(|e| Failure::new(failure::BAD_REQUEST, format!("{e}")))?;
+        Ok((id, capability))
+    }
+
+    /// Sets (or with `decision` `None`, removes) the rule of `id` for `capability`, and saves.
+    fn set_rule(
+        &mut self,
+        id: DeviceId,
+        capability: Capability,
+        decision: Option<Decision>,
+        seconds: u32,
+    ) -> Result<String, Failure> {
+        let name = self.name_of(&id);
+        let limit = if seconds > 0 { format!(" for {seconds} s") } else { " until changed".to_string() };
+        let text = match decision {
+            Some(decision) => {
+                let until = (seconds > 0).then(|| self.unix_now() + u64::from(seconds));
+                self.policy
+                    .set(Rule { peer: id, capability: capability.clone(), decision, until })
+                    .map_err(|e| Failure::new(failure::INTERNAL, format!("{e}")))?;
+                format!("{name}: {capability} {}{limit}\n", decision.as_str())
+            }
+            None => match self.policy.remove(&id, &capability) {
+                Some(_) => format!(
+                    "{name}: no rule for {capability}; the default ({}) applies\n",
+                    self.policy.default_decision().as_str()
+                ),
+                None => return Err(Failure::new(failure::NOT_FOUND, format!("{name} has no rule for {capability}"))),
+            },
+        };
+        self.store.save_policy(&self.policy).map_err(|e| Failure::new(failure::INTERNAL, e))?;
+        Ok(text)
+    }
+
     /// Everything this device offers.
     fn capabilities(&self) -> Vec<CapabilityDescriptor> {
         let mut list = busvc::capabilities();
@@ -404,8 +533,8 @@ impl Bus {
         list
     }
 
-    /// Serves one request of the trusted `peer` (only trusted devices get a session, and the
-    /// policy of this landing lets them use every capability: docs/softbus/tutti.md).
+    /// Serves one request of the trusted `peer` that the policy allowed (only trusted devices
+    /// get a session at all).
     fn serve(&mut self, peer: &DeviceId, method: &str, payload: &[u8]) -> Result<Vec<u8>, (RpcErrorCode, String)> {
         match method {
             busvc::CAPS_METHOD => {
@@ -559,6 +688,53 @@ impl Bus {
                     Err(f) => self.failed_response(badge, &f),
                 }
             }
+            Request::Policy => self.text_response(badge, &self.policy_table()),
+            Request::Answer { range, allow, seconds } => {
+                let answered = self.device_capability(badge, range).and_then(|(id, capability)| {
+                    if seconds > 0 {
+                        let decision = if allow { Decision::Allow } else { Decision::Deny };
+                        self.set_rule(id, capability, Some(decision), seconds)
+                    } else {
+                        let name = self.name_of(&id);
+                        let text = format!(
+                            "{} {name} to use {capability} this time\n",
+                            if allow { "allowed" } else { "denied" }
+                        );
+                        self.answers.retain(|(_, _, _, at)| now.saturating_duration_since(*at) < ASK_TIMEOUT);
+                        self.answers.push((id, capability, allow, now));
+                        Ok(text)
+                    }
+                });
+                match answered {
+                    Ok(text) => self.text_response(badge, &text),
+                    Err(f) => self.failed_response(badge, &f),
+                }
+            }
+            Request::PolicySet { range, decision, seconds } => {
+                use svc::softbus::decision as d;
+                let decision = match decision {
+                    d::ALLOW => Ok(Decision::Allow),
+                    d::DENY => Ok(Decision::Deny),
+                    d::ASK => Ok(Decision::Ask),
+                    _ => Err(Failure::new(failure::BAD_REQUEST, "not a decision")),
+                };
+                match decision.and_then(|dec| {
+                    let (id, capability) = self.device_capability(badge, range)?;
+                    self.set_rule(id, capability, Some(dec), seconds)
+                }) {
+                    Ok(text) => self.text_response(badge, &text),
+                    Err(f) => self.failed_response(badge, &f),
+                }
+            }
+            Request::PolicyRemove { range } => {
+                match self
+                    .device_capability(badge, range)
+                    .and_then(|(id, capability)| self.set_rule(id, capability, None, 0))
+                {
+                    Ok(text) => self.text_response(badge, &text),
+                    Err(f) => self.failed_response(badge, &f),
+                }
+            }
             Request::Caps { range } => match self.text_arguments(badge, range, 1) {
                 Ok(a) => match self.start_call(
                     badge,
@@ -695,6 +871,8 @@ impl Bus {
         let id = self.resolve(device)?;
         let removed = self.trust.revoke(&id).map_err(|e| Failure::new(failure::NOT_FOUND, format!("{e}")))?;
         self.store.save_trust(&self.trust).map_err(|e| Failure::new(failure::INTERNAL, e))?;
+        self.policy.forget(&id);
+        self.store.save_policy(&self.policy).map_err(|e| Failure::new(failure::INTERNAL, e))?;
         for link in links.iter_mut().filter(|l| l.session_peer() == Some(id)) {
             link.fail_all(self, Failure::new(failure::UNTRUSTED, "the device was revoked"));
         }

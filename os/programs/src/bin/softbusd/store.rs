@@ -1,5 +1,6 @@
-//! The server's state on the file-system service: the key store and the trust store, in the
-//! same byte formats as `tuttid`'s (`identity.key`, `trust.bin`; docs/softbus/wire.md).
+//! The server's state on the file-system service: the key store, the trust store and the
+//! permission policy, in the same formats as `tuttid`'s (`identity.key`, `trust.bin`,
+//! `policy.json`; docs/softbus/wire.md, docs/softbus/daemon.md).
 //!
 //! Design: the directory is `/disk/softbus` (the persistent ext2 disk) unless the manifest
 //! names another; without a disk it falls back to `/tmp/softbus` and says that the device
@@ -13,6 +14,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use softbus::capability::{Decision, Policy};
 use softbus::identity::Identity;
 use softbus::trust::TrustStore;
 use svc::fs::{self, Fs};
@@ -21,6 +23,8 @@ use svc::fs::{self, Fs};
 pub const KEYSTORE_FILE: &str = "identity.key";
 /// The trust store's file name.
 pub const TRUST_FILE: &str = "trust.bin";
+/// The permission policy's file name (`busvc::policy`, the format of `tuttid`'s).
+pub const POLICY_FILE: &str = "policy.json";
 
 /// Where the state lives.
 pub struct Store {
@@ -108,6 +112,20 @@ impl Store {
     /// Saves the trust store.
     pub fn save_trust(&self, trust: &TrustStore) -> Result<(), String> {
         self.replace(TRUST_FILE, &trust.to_bytes())
+    }
+
+    /// The permission rules over `default` (none when there is no file yet).
+    pub fn policy(&self, default: Decision) -> Result<Policy, String> {
+        match self.read(POLICY_FILE)? {
+            None => Ok(Policy::new(default)),
+            Some(bytes) => busvc::policy::from_json(&bytes, default)
+                .map_err(|e| format!("{} is unusable: {e}; fix or move it away", self.path(POLICY_FILE))),
+        }
+    }
+
+    /// Saves the permission rules.
+    pub fn save_policy(&self, policy: &Policy) -> Result<(), String> {
+        self.replace(POLICY_FILE, &busvc::policy::to_json(policy))
     }
 
     /// Seconds since 1970 by the file system's clock (the time of a file written now), 0 if
