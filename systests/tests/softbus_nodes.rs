@@ -1,7 +1,8 @@
 //! Several Tutti devices and a Linux host as one device network (docs/softbus/tutti.md): two
 //! guests and a host `tuttid` on one bridge in a network namespace (as `cargo xtask run --nodes
 //! 2 --host` sets it up). All three discover each other; guest A pairs with guest B (B shows
-//! the code) and the host with A; A shows text on B's console; the host runs compute on A; B is
+//! the code) and the host with A; A shows text on B's console (through the soft bus server's
+//! local API, and as `display@node1` looked up in the name service); the host runs compute on A; B is
 //! killed and A's calls fail within the deadline, then work again once B is back with the same
 //! identity from its disk; an unpaired fourth device is refused. Needs root like the other
 //! namespace tests.
@@ -82,6 +83,10 @@ fn two_guests_and_a_host_form_one_device_network() {
     // A shows text on B's display; the host runs compute on A.
     type_and_wait(&mut a, r#"bus call node1 display.show '"hello from node0"'"#, r#"{"chars":16,"shown":true}"#);
     wait(&mut b, "[node0] hello from node0");
+    // The same through the name service: `display@node1` is an endpoint like a local service's.
+    type_and_wait(&mut a, r#"bus remote display@node1 show '"via the name service"'"#, r#"{"chars":20,"shown":true}"#);
+    wait(&mut b, "[node0] via the name service");
+    type_and_wait(&mut a, r#"bus remote compute@node1 transform '{"op":"reverse","text":"abc"}'"#, r#"{"text":"cba"}"#);
     let hashed = host.ok(&["call", "node0", "compute.sha256", "\"hello\""]);
     assert!(hashed.contains(HELLO_SHA256), "{hashed}");
 

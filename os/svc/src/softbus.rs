@@ -6,7 +6,7 @@
 //! need the network (`Pair`, `Call`, `Caps`) are answered when the exchange ends: the server
 //! keeps the reply and goes on serving others, so a slow peer delays only its caller.
 
-use crate::LookupError;
+use crate::{LookupError, Name};
 use alloc::string::String;
 use alloc::vec::Vec;
 use rt::ipc::{BufRange, Cap, Client, IpcError, SharedBuffer};
@@ -48,6 +48,9 @@ rt::protocol! {
             /// Removes the rule for `device\0capability` in `range` (a grant revoked): the
             /// default applies again. `Text` or `Failed`.
             PolicyRemove { range: BufRange } = 12,
+            /// The name service only (badge 0): an endpoint for the remote service `name`
+            /// (`<service>@<device>`) that `client` looked up. Answered `Proxy` or `Failed`.
+            Proxy { name: Name, client: u64 } = 13,
         }
         response Response {
             Opened { buffer: Cap, len: u64 } = 1,
@@ -62,6 +65,9 @@ rt::protocol! {
             Failed { kind: u32, code: u32, len: u32 } = 5,
             /// The caller has not sent `Open`.
             NotOpen = 6,
+            /// An endpoint for a remote service: `Open` and `Call` on it (with an empty device,
+            /// and the method's name without its service) reach that service on its device.
+            Proxy { endpoint: Cap } = 7,
         }
     }
 }
@@ -145,6 +151,12 @@ impl Bus {
         let mut names = crate::names()?;
         let endpoint = crate::lookup(&mut names, "softbus", wait_ns).map_err(BusError::Lookup)?;
         let _ = sys::cap_close(names.endpoint());
+        Bus::open(endpoint)
+    }
+
+    /// Opens the server (or a remote service's proxy) behind `endpoint`, which this value
+    /// then owns.
+    fn open(endpoint: rt::sys::Handle) -> Result<Bus, BusError> {
         let client = Client::<SoftBus>::new(endpoint);
         match client.call(&Request::Open, sys::FOREVER_NS)? {
             Response::Opened { buffer, .. } => {
@@ -257,6 +269,30 @@ impl Bus {
     pub fn caps(&self, device: &str) -> Result<String, BusError> {
         let range = self.put(&[device.as_bytes()])?;
         self.text(&Request::Caps { range })
+    }
+}
+
+/// A remote service looked up in the name service as `<service>@<device>` (the caller's
+/// manifest entry needs `endpoint softbus`): called like a local one, its calls, replies,
+/// payloads and errors carried by the soft bus.
+pub struct Remote {
+    bus: Bus,
+}
+
+impl Remote {
+    /// Looks `name` (`display@node1`) up, waiting up to `wait_ns` for the name service, and
+    /// opens it.
+    pub fn lookup(name: &str, wait_ns: u64) -> Result<Remote, BusError> {
+        let mut names = crate::names()?;
+        let endpoint = crate::lookup(&mut names, name, wait_ns).map_err(BusError::Lookup)?;
+        let _ = sys::cap_close(names.endpoint());
+        Ok(Remote { bus: Bus::open(endpoint)? })
+    }
+
+    /// Calls `method` (`show`) of the service with `payload` (JSON), waiting up to
+    /// `timeout_ms` (0: the server's default) for the answer.
+    pub fn call(&self, method: &str, payload: &[u8], timeout_ms: u32) -> Result<Vec<u8>, BusError> {
+        self.bus.call("", method, payload, timeout_ms)
     }
 }
 

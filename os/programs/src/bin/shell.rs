@@ -56,6 +56,7 @@ commands:
   bus caps <dev>        what a device offers
   bus call <dev> <service.method> [payload]   call a method (payload: JSON)
   bus ping <dev> [count] [bytes]   round trips of echo.echo: spread and throughput
+  bus remote <service>@<dev> <method> [payload]   call through the name service
   bus policy [set <dev> <cap> allow|deny|ask [s] | remove <dev> <cap>]   permissions
   bus allow|deny <dev> <cap> [seconds]   answer a permission prompt
   exit [status]         leave the shell
@@ -552,6 +553,15 @@ impl Shell {
 
     /// `bus ...`: the soft bus server's local API (docs/softbus/tutti.md).
     fn bus(&mut self, args: &[&str], out: &mut String) -> Result<(), String> {
+        if let ["remote", name, method, rest @ ..] = args {
+            // Through the name service, as any program would reach `display@node1`.
+            let remote = svc::softbus::Remote::lookup(name, 2_000_000_000).map_err(|e| format!("{name}: {e}"))?;
+            let payload = if rest.is_empty() { String::from("null") } else { rest.join(" ") };
+            let answer = remote.call(method, payload.as_bytes(), 0).map_err(|e| format!("{name}: {e}"))?;
+            out.push_str(&String::from_utf8_lossy(&answer));
+            out.push('\n');
+            return Ok(());
+        }
         let bus = svc::softbus::Bus::connect(2_000_000_000).map_err(|e| format!("{e}"))?;
         let failed = |e: svc::softbus::BusError| format!("{e}");
         match args {

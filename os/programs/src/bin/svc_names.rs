@@ -49,6 +49,7 @@ impl Registry {
                 info!("{} registered", svc::name_str(&name));
                 Response::Done
             }
+            Request::Lookup { name } if svc::name_str(&name).contains('@') => self.remote(badge, name),
             Request::Lookup { name } => {
                 let allowed = badge == 0 || self.clients.get(&badge).is_some_and(|r| r.lookup.contains(&name));
                 if !allowed {
@@ -93,6 +94,31 @@ impl Registry {
                     }
                 }
                 Response::Done
+            }
+        }
+    }
+}
+
+/// How long the soft bus server may take to make a proxy.
+const PROXY_TIMEOUT_NS: u64 = 1_000_000_000;
+
+impl Registry {
+    /// A remote service `<service>@<device>`: an endpoint made by the soft bus server for
+    /// this client, if the client may use the soft bus (docs/softbus/tutti.md).
+    fn remote(&mut self, badge: u64, name: Name) -> Response {
+        let Some(softbus) = svc::name("softbus") else { return Response::Denied };
+        let allowed = badge == 0 || self.clients.get(&badge).is_some_and(|r| r.lookup.contains(&softbus));
+        if !allowed {
+            return Response::Denied;
+        }
+        let Some(&endpoint) = self.endpoints.get(&softbus) else { return Response::NotRegistered };
+        let server = rt::ipc::Client::<svc::softbus::SoftBus>::new(endpoint);
+        match server.call(&svc::softbus::Request::Proxy { name, client: badge }, PROXY_TIMEOUT_NS) {
+            Ok(svc::softbus::Response::Proxy { endpoint }) => Response::Found { endpoint },
+            Ok(_) => Response::NotRegistered,
+            Err(e) => {
+                warn!("the soft bus server did not make a proxy for {}: {e:?}", svc::name_str(&name));
+                Response::NotRegistered
             }
         }
     }

@@ -177,7 +177,17 @@ pub struct Bus {
     unix_base: u64,
     /// Prompt answers for the calls waiting now: peer, capability, allowed, when.
     answers: Vec<(DeviceId, Capability, bool, Instant)>,
+    /// The server's endpoint (proxies are badged copies of it).
+    endpoint: Handle,
+    /// Remote services looked up in the name service, by proxy number: service and device.
+    proxies: BTreeMap<u64, (String, String)>,
+    next_proxy: u64,
 }
+
+/// The badge bit of proxy endpoints (`<service>@<device>`); the low bits number the proxy.
+const PROXY_BIT: u64 = 1 << 62;
+/// Proxies kept; the oldest is dropped beyond.
+const MAX_PROXIES: usize = 64;
 
 /// What to do with one incoming request.
 pub enum Verdict {
@@ -290,6 +300,9 @@ fn run() -> Result<(), String> {
         policy,
         unix_base,
         answers: Vec::new(),
+        endpoint,
+        proxies: BTreeMap::new(),
+        next_proxy: 0,
     };
     let mut targets: Vec<SocketAddr> =
         settings.peers.iter().map(|&addr| SocketAddr { addr, port: DISCOVERY_PORT }).collect();
@@ -637,6 +650,19 @@ impl Bus {
                 return;
             }
         };
+        if badge & PROXY_BIT != 0 && !matches!(request, Request::Open | Request::Call { .. }) {
+            let f = Failure::new(failure::BAD_REQUEST, "a remote service's endpoint takes Open and Call only");
+            let _ = sys::reply(&self.failed_response(badge, &f).encode());
+            return;
+        }
+        if let Request::Proxy { name, client } = request {
+            let reply = self.proxy(badge, name, client).encode();
+            let _ = sys::reply(&reply);
+            if let Some(cap) = reply.cap {
+                let _ = sys::cap_close(cap);
+            }
+            return;
+        }
         if !matches!(request, Request::Open) && !self.clients.contains_key(&badge) {
             let _ = sys::reply(&Response::NotOpen.encode());
             return;
@@ -678,8 +704,15 @@ impl Bus {
                 match self.arguments(badge, range, 3) {
                     Ok(mut parts) => {
                         let payload = parts.pop().unwrap_or_default();
-                        let method = String::from_utf8(parts.pop().unwrap_or_default()).unwrap_or_default();
-                        let device = String::from_utf8(parts.pop().unwrap_or_default()).unwrap_or_default();
+                        let mut method = String::from_utf8(parts.pop().unwrap_or_default()).unwrap_or_default();
+                        let mut device = String::from_utf8(parts.pop().unwrap_or_default()).unwrap_or_default();
+                        // A proxy's calls go to its service on its device.
+                        if let Some((service, target)) =
+                            self.proxies.get(&(badge & !PROXY_BIT)).filter(|_| badge & PROXY_BIT != 0)
+                        {
+                            method = format!("{service}.{method}");
+                            device = target.clone();
+                        }
                         match self.start_call(badge, &device, method, payload, timeout, false, links, net, now) {
                             Ok(()) => return,
                             Err(f) => self.failed_response(badge, &f),
@@ -689,6 +722,7 @@ impl Bus {
                 }
             }
             Request::Policy => self.text_response(badge, &self.policy_table()),
+            Request::Proxy { .. } => Response::NotOpen,
             Request::Answer { range, allow, seconds } => {
                 let answered = self.device_capability(badge, range).and_then(|(id, capability)| {
                     if seconds > 0 {
@@ -783,6 +817,38 @@ impl Bus {
             Some(Ok(cap)) => Response::Opened { buffer: Cap(cap), len: BUFFER_LEN },
             _ => Response::NotOpen,
         }
+    }
+
+    /// A proxy endpoint for `name` (`<service>@<device>`), asked by the name service (badge 0)
+    /// for `client`.
+    fn proxy(&mut self, badge: u64, name: svc::Name, client: u64) -> Response {
+        let refuse = |bus: &Bus, message: String| {
+            rt::log::info!("no proxy: {message}");
+            Response::Failed { kind: failure::NOT_FOUND, code: 0, len: bus.put(badge, message.as_bytes()) }
+        };
+        if badge != 0 {
+            return refuse(self, "only the name service makes proxies".into());
+        }
+        let text = svc::name_str(&name);
+        let Some((service, device)) = text.split_once('@').filter(|(s, d)| !s.is_empty() && !d.is_empty()) else {
+            return refuse(self, format!("{text:?} is not <service>@<device>"));
+        };
+        if let Err(f) = self.resolve(device) {
+            return refuse(self, f.message);
+        }
+        let number = self.next_proxy;
+        let Ok(endpoint) =
+            sys::cap_duplicate(self.endpoint, rights::SEND | rights::GRANT | rights::DUPLICATE, PROXY_BIT | number)
+        else {
+            return refuse(self, "no capability for the proxy".into());
+        };
+        self.next_proxy += 1;
+        self.proxies.insert(number, (service.to_string(), device.to_string()));
+        while self.proxies.len() > MAX_PROXIES {
+            self.proxies.pop_first();
+        }
+        rt::log::debug!("proxy {number} for {text} (client {client:#x})");
+        Response::Proxy { endpoint: Cap(endpoint) }
     }
 
     /// Detaches the reply of the request being served.
