@@ -29,7 +29,9 @@ fn manifest() -> String {
 }
 
 fn boot(ns: &Namespace, disk: &Path) -> Running {
-    let archive = systests::archive_with_manifest("softbus-guest.cpio", Some(&manifest()));
+    let name =
+        format!("{}.cpio", disk.parent().and_then(|d| d.file_name()).and_then(|n| n.to_str()).unwrap_or("softbus"));
+    let archive = systests::archive_with_manifest(&name, Some(&manifest()));
     let drive = format!("file={},if=none,id=d0,format=raw", disk.display());
     systests::tutti("")
         .initrd(archive)
@@ -67,6 +69,19 @@ fn wait_for_prompt(guest: &mut Running) {
     }
 }
 
+/// Pairs `host` with the guest: the guest shows a code, the host types it.
+#[track_caller]
+fn pair(guest: &mut Running, host: &Daemon, guest_id: &str) {
+    let code_line = type_and_wait(guest, "bus pair --show", "pairing code ");
+    let code: String = code_line.split("pairing code ").nth(1).unwrap().chars().take(6).collect();
+    assert!(code.chars().all(|c| c.is_ascii_digit()), "{code_line}");
+    let paired = host.ok(&["pair", "guest", "--code", &code]);
+    assert!(paired.contains(guest_id), "{paired}");
+    if guest.wait_for("softbus: paired with host", WAIT).is_none() {
+        panic!("{}", guest.report("the guest did not report the pairing"));
+    }
+}
+
 #[test]
 fn a_tutti_guest_and_a_host_daemon_discover_pair_and_call_each_other() {
     let ns = Namespace::create("sbus", &format!("{HOST}/24")).expect("network namespace (needs root)");
@@ -88,14 +103,7 @@ fn a_tutti_guest_and_a_host_daemon_discover_pair_and_call_each_other() {
     assert!(!refused.status.success(), "an untrusted host was served");
 
     // Pairing: the guest shows a code, the host types it.
-    let code_line = type_and_wait(&mut guest, "bus pair --show", "pairing code ");
-    let code: String = code_line.split("pairing code ").nth(1).unwrap().chars().take(6).collect();
-    assert!(code.chars().all(|c| c.is_ascii_digit()), "{code_line}");
-    let paired = host.ok(&["pair", "guest", "--code", &code]);
-    assert!(paired.contains(&guest_id), "{paired}");
-    if guest.wait_for("softbus: paired with host", WAIT).is_none() {
-        panic!("{}", guest.report("the guest did not report the pairing"));
-    }
+    pair(&mut guest, &host, &guest_id);
 
     // The host uses the guest's display and compute.
     host.ok(&["call", "guest", "display.show", "\"hello from the host\\u001b[2J\""]);
@@ -180,5 +188,105 @@ fn a_tutti_guest_and_a_host_daemon_discover_pair_and_call_each_other() {
         assert!(Instant::now() < deadline, "no call after the reboot: {}", String::from_utf8_lossy(&out.stderr));
         std::thread::sleep(Duration::from_millis(500));
     }
+    drop(guest.stop());
+}
+
+/// A namespace with the guest's tap and multicast routed to it.
+fn namespace(tag: &str) -> Namespace {
+    let ns = Namespace::create(tag, &format!("{HOST}/24")).expect("network namespace (needs root)");
+    ns.ip(&["route", "add", "224.0.0.0/4", "dev", TAP]).expect("multicast route");
+    ns
+}
+
+#[test]
+fn a_guest_survives_beacon_floods_garbage_and_silent_peers() {
+    let ns = namespace("sbflood");
+    let bins = binaries();
+    let scratch =
+        PathBuf::from(std::env::var_os("TUTTI_SCRATCH").expect("run with cargo xtask test")).join("softbus-flood");
+    let disk = disk("softbus-flood", &[]);
+    let mut guest = boot(&ns, &disk);
+    let (guest_id, _) = started(&mut guest);
+    let host = Daemon::start(&ns, "host", 47801, &scratch.join("host"), &bins);
+    host.wait_device("guest", &mut guest);
+    pair(&mut guest, &host, &guest_id);
+
+    // From the host side: 10,000 beacons of fake devices and 500 garbage datagrams at the
+    // discovery port; garbage, a frame header announcing 64 KiB that never come, and silent
+    // connections at the session port.
+    let flood = ns
+        .run_inside(|| {
+            use std::io::Write as _;
+            let udp = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+            let to = format!("{GUEST}:47800");
+            for n in 0..10_000u32 {
+                let mut key = [0u8; 32];
+                key[..4].copy_from_slice(&n.to_le_bytes());
+                let beacon = softbus::wire::Beacon {
+                    device_id: softbus::identity::DeviceId::from_signing_public(&key),
+                    kind: softbus::wire::DeviceKind::Phone,
+                    capabilities: softbus::wire::CapabilitySet::DISPLAY,
+                    session_port: 1,
+                    name: "fake",
+                };
+                let _ = udp.send_to(&softbus::wire::encode_to_vec(&beacon).unwrap(), &to);
+                if n % 200 == 0 {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            let mut garbage = |len: usize| -> Vec<u8> {
+                (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect()
+            };
+            for n in 0..500 {
+                let _ = udp.send_to(&garbage(1 + n % 1400), &to);
+            }
+            let session = format!("{GUEST}:47801");
+            let mut held = Vec::new();
+            for n in 0..12 {
+                let Ok(mut c) = std::net::TcpStream::connect(&session) else { continue };
+                match n % 3 {
+                    0 => drop(c.write_all(&garbage(4096))),
+                    // Four bytes that may begin a frame, then nothing.
+                    1 => drop(c.write_all(&[1, 3, 0xff, 0xff])),
+                    _ => {}
+                }
+                held.push(c);
+            }
+            held
+        })
+        .expect("enter the namespace");
+    let held = flood.join().expect("the flood thread");
+
+    // The paired host is still served (the silent connections are dropped by their deadline).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = host.tutti(&["call", "guest", "compute.sha256", "\"hello\""]);
+        if out.status.success() {
+            assert!(String::from_utf8_lossy(&out.stdout).contains(HELLO_SHA256));
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", guest.report("the host was never served after the flood"));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    drop(held);
+    assert!(guest.type_text("services\n"));
+    let Some(row) = guest.wait_until(|l| l.starts_with("softbus ") && l.contains("running"), WAIT) else {
+        panic!("{}", guest.report("softbus is not running after the flood"));
+    };
+    assert!(row.text.split_whitespace().nth(2) == Some("0"), "softbus was restarted: {}", row.text);
+    assert!(guest.type_text("bus devices\n"));
+    let Some(_) = guest.wait_until(|l| l.contains(" host ") && l.contains(" yes "), WAIT) else {
+        panic!("{}", guest.report("the host is no longer listed as trusted"));
+    };
+    let rows = guest.lines().iter().filter(|l| l.text.contains(" fake ")).count();
+    assert!(rows <= 256, "the device table grew to {rows} fake devices");
     drop(guest.stop());
 }

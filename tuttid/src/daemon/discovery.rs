@@ -90,7 +90,20 @@ fn on_datagram(shared: &Shared, bytes: &[u8], from: SocketAddr) {
     if let Ok(Datagram::Beacon(beacon)) = wire::decode_datagram(bytes) {
         if beacon.device_id != shared.identity.device_id() && beacon.session_port != 0 {
             let addr = SocketAddr::new(from.ip(), beacon.session_port);
-            lock(&shared.addrs).insert(beacon.device_id, addr);
+            let too_many = {
+                let mut addrs = lock(&shared.addrs);
+                addrs.insert(beacon.device_id, addr);
+                addrs.len() > softbus::discovery::DiscoveryConfig::default().max_peers
+            };
+            // Only devices discovery still knows (or trusted ones): a flood of fake ids, whose
+            // evictions may outrun the bounded event queue, must not grow the map. (One lock at
+            // a time: the discovery task takes discovery, then addresses.)
+            if too_many {
+                let known: std::collections::HashSet<_> =
+                    lock(&shared.discovery).peers().map(|p| p.device_id).collect();
+                let trusted: std::collections::HashSet<_> = lock(&shared.trust).list().map(|d| d.device_id).collect();
+                lock(&shared.addrs).retain(|id, _| known.contains(id) || trusted.contains(id));
+            }
         }
     }
 }

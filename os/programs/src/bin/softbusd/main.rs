@@ -371,6 +371,12 @@ impl Bus {
                 }
             }
         }
+        // Addresses only of devices discovery still knows (or that are trusted): a flood of fake
+        // ids, whose evictions may outrun the bounded event queue, must not grow the map.
+        if self.addrs.len() > DiscoveryConfig::default().max_peers {
+            let (discovery, trust) = (&self.discovery, &self.trust);
+            self.addrs.retain(|id, _| discovery.peer(id).is_some() || trust.get(id).is_some());
+        }
         while let Some(event) = self.discovery.poll_event() {
             match event {
                 DiscoveryEvent::PeerFound(p) => {
