@@ -122,6 +122,12 @@ pub fn display_answer(text: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({ "shown": true, "chars": text.chars().count() })).unwrap_or_default()
 }
 
+/// Whether `name` may be the name of a received file: one plain path component, not hidden
+/// (so never `.` or `..`), without `/`, `\\` or NUL, at most 255 bytes.
+pub fn safe_file_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 255 && !name.starts_with('.') && !name.contains(['/', '\\', '\0'])
+}
+
 /// Lowercase hexadecimal.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -165,5 +171,9 @@ mod tests {
         assert_eq!(display_text(&serde_json::json!([1])), "[1]");
         assert_eq!(display_answer("héllo"), br#"{"chars":5,"shown":true}"#);
         assert_eq!(hex(&[0, 0xab, 0x10]), "00ab10");
+        for bad in ["", ".", "..", ".hidden", "a/b", "a\\b", "a\0b", &"x".repeat(256)] {
+            assert!(!safe_file_name(bad), "{bad:?}");
+        }
+        assert!(safe_file_name("photo (1).jpg"));
     }
 }

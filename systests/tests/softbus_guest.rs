@@ -114,6 +114,26 @@ fn a_tutti_guest_and_a_host_daemon_discover_pair_and_call_each_other() {
     assert!(hashed.contains(HELLO_SHA256), "{hashed}");
     let caps = host.ok(&["caps", "guest"]);
     assert!(caps.contains("display") && caps.contains("compute"), "{caps}");
+    // A file from the host: received, checked by SHA-256, kept on the guest's disk; sent again,
+    // it gets a new name; refused once the policy denies storage.
+    let file = scratch.join("notes.txt");
+    let text: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(&file, &text).unwrap();
+    host.ok(&["send", "guest", file.to_str().unwrap()]);
+    let line = format!("softbus: received /disk/received/notes.txt ({} bytes) from host", text.len());
+    if guest.wait_for(&line, WAIT).is_none() {
+        panic!("{}", guest.report("the guest did not receive the file"));
+    }
+    host.ok(&["send", "guest", file.to_str().unwrap()]);
+    if guest.wait_for("softbus: received /disk/received/notes (1).txt", WAIT).is_none() {
+        panic!("{}", guest.report("the second copy overwrote the first or was lost"));
+    }
+    type_and_wait(&mut guest, "stat /disk/received/notes.txt", &format!("size {}", text.len()));
+    type_and_wait(&mut guest, "bus policy set host storage deny", "host: storage deny until changed");
+    let refused = host.tutti(&["send", "guest", file.to_str().unwrap()]);
+    assert!(!refused.status.success(), "a denied file was taken");
+    type_and_wait(&mut guest, "bus policy remove host storage", "host: no rule for storage");
+
     let missing = host.tutti(&["call", "guest", "nope.nope", "null"]);
     assert!(!missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("no method"));
 

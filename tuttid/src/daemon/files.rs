@@ -64,11 +64,7 @@ pub(crate) struct Files {
 
 /// The only acceptable form of an offered name: one plain path component, no leading dot.
 pub(crate) fn safe_name(name: &str) -> Option<&str> {
-    let ok = !name.is_empty()
-        && !name.starts_with('.')
-        && !name.contains(['/', '\\', '\0'])
-        && Path::new(name).file_name().is_some_and(|n| n == name);
-    ok.then_some(name)
+    busvc::safe_file_name(name).then_some(name)
 }
 
 impl Files {

@@ -16,15 +16,17 @@ use core::time::Duration;
 
 use softbus::capability::Capability;
 use softbus::connection::{first_frame_type, CloseReason, Connection, ConnectionEvent, FrameReader};
+use softbus::file::FileOffer;
 use softbus::identity::DeviceId;
 use softbus::pairing::{AbortReason, Pairing, PairingCode, PairingError};
 use softbus::rpc::{RpcClient, RpcOutcome, RpcServer, ServerEvent};
 use softbus::session::SessionError;
 use softbus::time::Instant;
-use softbus::wire::{messages, FrameType, RpcErrorCode};
+use softbus::wire::{messages, ChannelMessage, FileStatus, FrameType, RpcErrorCode};
 use svc::net::{tcp_state, NetError, TcpStream};
 use svc::softbus::failure;
 
+use crate::files::Files;
 use crate::{Bus, Failure, Verdict, Waiter, ASK_TIMEOUT};
 
 /// How long an incoming connection may take to send its first frame, and a TCP connect.
@@ -59,6 +61,8 @@ pub struct Session {
     queued: Vec<Queued>,
     /// Requests waiting for the local user's answer to a prompt.
     asks: Vec<Asked>,
+    /// Files being received.
+    files: Files,
     /// Whether any record came from the peer (an immediate close after the handshake means
     /// the peer does not trust this device).
     heard: bool,
@@ -575,6 +579,7 @@ impl Session {
             pending: BTreeMap::new(),
             queued: Vec::new(),
             asks: Vec::new(),
+            files: Files::default(),
             heard: false,
         }
     }
@@ -616,6 +621,9 @@ impl Session {
                                 self.client.handle_message(&m);
                                 if let Err(e) = self.server.handle_message(&m) {
                                     rt::log::debug!("request refused: {e}");
+                                }
+                                if let Some(peer) = self.peer {
+                                    self.file_message(bus, &peer, &m);
                                 }
                             }
                             Err(e) => {
@@ -696,11 +704,36 @@ impl Session {
                 RpcOutcome::Cancelled => bus.fail(waiter, Failure::new(failure::INTERNAL, "the call was cancelled")),
             }
         }
+        for plaintext in self.files.take_transmits() {
+            if let Err(e) = self.conn.send(&plaintext) {
+                rt::log::warn!("could not send a record: {e}");
+            }
+        }
         while let Some(plaintext) = self.client.poll_transmit().or_else(|| self.server.poll_transmit()) {
             if let Err(e) = self.conn.send(&plaintext) {
                 rt::log::warn!("could not send a record: {e}");
             }
         }
+    }
+
+    /// A file offer (the storage capability's policy decides; `ask` is refused: the prompt
+    /// covers calls, not transfers, in this landing) or a message of a transfer.
+    fn file_message(&mut self, bus: &mut Bus, peer: &DeviceId, m: &ChannelMessage<'_>) {
+        let from = bus.name_of(peer);
+        if let Some(offer) = FileOffer::from_message(m) {
+            match bus.verdict(peer, "storage.receive") {
+                Verdict::Serve => {
+                    rt::log::info!("receiving {} ({} bytes) from {from}", offer.name, offer.size);
+                    self.files.accept(bus.store.fs, &bus.received, offer);
+                }
+                Verdict::Deny(_) | Verdict::Ask(_) => {
+                    rt::log::info!("refused {} from {from}: the policy does not allow storage", offer.name);
+                    self.files.refuse(offer.stream_id, FileStatus::REFUSED);
+                }
+            }
+            return;
+        }
+        self.files.handle_message(bus.store.fs, &bus.received, m, &from);
     }
 
     /// Serves a request the policy allowed and answers it.

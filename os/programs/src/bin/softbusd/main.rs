@@ -18,6 +18,7 @@
 
 extern crate alloc;
 
+mod files;
 mod link;
 mod store;
 
@@ -86,6 +87,8 @@ struct Settings {
     multicast: bool,
     /// The decision for trusted devices without a rule.
     policy: Decision,
+    /// Where received files go.
+    received: String,
 }
 
 fn parse_ip(text: &str) -> Option<[u8; 4]> {
@@ -105,6 +108,7 @@ fn settings() -> Result<Settings, String> {
         peers: Vec::new(),
         multicast: true,
         policy: Decision::Allow,
+        received: "/disk/received".into(),
     };
     let args = svc::arguments().map_err(|e| format!("cannot read the arguments: {e:?}"))?;
     for arg in &args {
@@ -112,6 +116,7 @@ fn settings() -> Result<Settings, String> {
         match key {
             "name" if !value.is_empty() && value.len() <= wire::discovery::MAX_NAME_LEN => s.name = Some(value.into()),
             "dir" if value.starts_with('/') => s.dir = value.into(),
+            "received" if value.starts_with('/') => s.received = value.into(),
             "kind" => {
                 s.kind = match value {
                     "desktop" => DeviceKind::Desktop,
@@ -129,7 +134,11 @@ fn settings() -> Result<Settings, String> {
                 s.policy =
                     Decision::parse(value).ok_or_else(|| format!("bad argument policy={value}: allow, deny or ask"))?
             }
-            _ => return Err(format!("bad argument {arg:?}: name=, dir=, kind=, peer=, policy= or no-multicast")),
+            _ => {
+                return Err(format!(
+                    "bad argument {arg:?}: name=, dir=, received=, kind=, peer=, policy= or no-multicast"
+                ))
+            }
         }
     }
     Ok(s)
@@ -179,6 +188,8 @@ pub struct Bus {
     answers: Vec<(DeviceId, Capability, bool, Instant)>,
     /// The server's endpoint (proxies are badged copies of it).
     endpoint: Handle,
+    /// Where files sent to this device go.
+    pub received: String,
     /// Remote services looked up in the name service, by proxy number: service and device.
     proxies: BTreeMap<u64, (String, String)>,
     next_proxy: u64,
@@ -270,7 +281,10 @@ fn run() -> Result<(), String> {
     let epoch = sys::time_now();
     let advertisement = Advertisement {
         kind: settings.kind,
-        capabilities: CapabilitySet::COMPUTE.union(CapabilitySet::DISPLAY).union(CapabilitySet::CUSTOM),
+        capabilities: CapabilitySet::COMPUTE
+            .union(CapabilitySet::DISPLAY)
+            .union(CapabilitySet::STORAGE)
+            .union(CapabilitySet::CUSTOM),
         session_port: SESSION_PORT,
         name: name.clone(),
     };
@@ -301,6 +315,7 @@ fn run() -> Result<(), String> {
         unix_base,
         answers: Vec::new(),
         endpoint,
+        received: if ephemeral { "/tmp/received".into() } else { settings.received.clone() },
         proxies: BTreeMap::new(),
         next_proxy: 0,
     };
@@ -549,6 +564,11 @@ impl Bus {
     fn capabilities(&self) -> Vec<CapabilityDescriptor> {
         let mut list = busvc::capabilities();
         list.push(busvc::display_capability("console"));
+        list.push(
+            CapabilityDescriptor::new(Capability::Storage)
+                .with("files", "tutti send")
+                .with("directory", &self.received),
+        );
         list
     }
 

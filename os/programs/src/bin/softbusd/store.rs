@@ -28,7 +28,8 @@ pub const POLICY_FILE: &str = "policy.json";
 
 /// Where the state lives.
 pub struct Store {
-    pub fs: Fs,
+    /// The file-system client, for the life of the server (open files borrow it).
+    pub fs: &'static Fs,
     pub dir: String,
 }
 
@@ -36,17 +37,18 @@ impl Store {
     /// Opens (creating) the state directory `dir`, or `/tmp/softbus` when `dir` cannot be
     /// made; the second value says whether the fallback was taken.
     pub fn open(fs: Fs, dir: &str) -> Result<(Store, bool), String> {
+        let fs: &'static Fs = alloc::boxed::Box::leak(alloc::boxed::Box::new(fs));
         let make = |fs: &Fs, dir: &str| -> Result<(), fs::Error> {
             match fs.mkdir(dir, 0o700) {
                 Ok(()) | Err(fs::Error::Exists) => Ok(()),
                 Err(e) => Err(e),
             }
         };
-        match make(&fs, dir) {
+        match make(fs, dir) {
             Ok(()) => Ok((Store { fs, dir: dir.into() }, false)),
             Err(e) => {
                 rt::log::warn!("cannot use {dir} ({}); keeping the state in /tmp/softbus", e.text());
-                make(&fs, "/tmp/softbus").map_err(|e| format!("cannot make /tmp/softbus: {}", e.text()))?;
+                make(fs, "/tmp/softbus").map_err(|e| format!("cannot make /tmp/softbus: {}", e.text()))?;
                 Ok((Store { fs, dir: "/tmp/softbus".into() }, true))
             }
         }
