@@ -10,6 +10,9 @@
 //!   the host to the guest's `net_echo` (port 7), the same bridge and network service.
 //! - host → guest payload throughput: `echo.echo` of a 16 KiB JSON string, both ways counted.
 //!   Baseline: 16 KiB echoes over the same TCP connection.
+//! - host → guest file: `tutti send` of 4 MiB to node0 (read and hashed on the host, an
+//!   encrypted stream with flow control, hashed and written to node0's ext2 disk, synced),
+//!   until the command returns. Baseline: 4 MiB through node0's TCP echo, one way's rate.
 //! - guest → guest RPC round trip and payload throughput: the shell's `bus ping` on node0 to
 //!   node1 (32 B and 8 KiB, through the local API `svc::softbus`, both guests' soft bus and
 //!   network services). No baseline: Tutti has no native TCP echo client program.
@@ -34,6 +37,7 @@ const SAMPLES: usize = 200;
 const BIG: usize = 16 * 1024;
 const BIG_SAMPLES: usize = 40;
 const TARGET_MS: f64 = 20.0;
+const FILE_BYTES: usize = 4 << 20;
 const WAIT: Duration = Duration::from_secs(90);
 
 /// The echo service added to node0 for the TCP baseline.
@@ -104,6 +108,43 @@ fn tcp_echo(ns: &Namespace, bytes: usize, samples: usize) -> Result<Vec<f64>, Fa
     thread.join().map_err(|_| Failure("the TCP client panicked".into()))?.map_err(Failure)
 }
 
+/// KiB/s of `bytes` sent from inside the namespace to node0's echo port while a second thread
+/// reads them back (one way's rate of a full-duplex stream).
+fn tcp_stream(ns: &Namespace, bytes: usize) -> Result<f64, Failure> {
+    let to = format!("{}:7", node_address(0));
+    let thread = ns
+        .run_inside(move || -> Result<f64, String> {
+            let stream = TcpStream::connect(&to).map_err(|e| format!("connecting to {to}: {e}"))?;
+            stream.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
+            let mut reader = stream.try_clone().map_err(|e| e.to_string())?;
+            let start = Instant::now();
+            let drain = std::thread::spawn(move || -> std::io::Result<()> {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut got = 0;
+                while got < bytes {
+                    let n = reader.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    got += n;
+                }
+                Ok(())
+            });
+            let mut writer = stream;
+            let chunk = vec![5u8; 64 * 1024];
+            let mut sent = 0;
+            while sent < bytes {
+                let n = chunk.len().min(bytes - sent);
+                writer.write_all(&chunk[..n]).map_err(|e| e.to_string())?;
+                sent += n;
+            }
+            drain.join().map_err(|_| "the reader panicked".to_string())?.map_err(|e| e.to_string())?;
+            Ok(bytes as f64 / 1024.0 / start.elapsed().as_secs_f64())
+        })
+        .map_err(|e| Failure(format!("entering the namespace: {e}")))?;
+    thread.join().map_err(|_| Failure("the TCP client panicked".into()))?.map_err(Failure)
+}
+
 /// KB/s of `bytes` each way per round trip.
 fn kb_s(bytes: usize, round_trips_us: &[f64]) -> f64 {
     let total: f64 = round_trips_us.iter().sum();
@@ -157,7 +198,7 @@ pub fn run(_options: &Options) -> Result<Report, Failure> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| Failure(format!("cannot start tuttid: {e}")))?;
-    let result = measure(&ns, &mut guests, &state, started);
+    let result = measure(&ns, &mut guests, &state, &bin, &work, started);
     let _ = daemon.kill();
     let _ = daemon.wait();
     for guest in guests {
@@ -170,6 +211,8 @@ fn measure(
     ns: &Namespace,
     guests: &mut [Running],
     state: &std::path::Path,
+    bin: &std::path::Path,
+    work: &std::path::Path,
     started: Instant,
 ) -> Result<Report, Failure> {
     let [a, b] = guests else { return Err(Failure("two guests".into())) };
@@ -232,6 +275,24 @@ fn measure(
     let tcp = sorted(tcp_echo(ns, 32, SAMPLES)?);
     let tcp_big = tcp_echo(ns, BIG, BIG_SAMPLES)?;
 
+    step("host -> guest file (tutti send)");
+    let file = work.join("file.bin");
+    std::fs::write(&file, (0..FILE_BYTES).map(|i| (i * 7 + i / 4099) as u8).collect::<Vec<u8>>())?;
+    let t = Instant::now();
+    crate::run_command(
+        Command::new(bin.join("tutti"))
+            .arg("--state-dir")
+            .arg(state)
+            .arg("send")
+            .arg(&id_a)
+            .arg(&file)
+            .stdout(Stdio::null()),
+    )?;
+    let send_s = t.elapsed().as_secs_f64();
+    wait(a, &format!("({FILE_BYTES} bytes) from host"))?;
+    let file_kb = FILE_BYTES as f64 / 1024.0 / send_s;
+    let tcp_file_kb = tcp_stream(ns, FILE_BYTES)?;
+
     step("guest -> guest (bus ping on node0)");
     ping(a, "node1", 10, 32)?;
     let (g50, g99, _) = ping(a, "node1", SAMPLES, 32)?;
@@ -247,10 +308,12 @@ fn measure(
          | figure | soft bus | plain TCP, same path |\n|---|---:|---:|\n\
          | host → guest RPC round trip p50 / p99, 32 B | {p50:.2} / {p99:.2} ms | {t50:.2} / {t99:.2} ms |\n\
          | host → guest payload throughput, 16 KiB echoes | {host_kb:.0} KiB/s | {tcp_kb:.0} KiB/s |\n\
+         | host → guest file, {} MiB (`tutti send`, SHA-256 checked, written to ext2) | {file_kb:.0} KiB/s | {tcp_file_kb:.0} KiB/s (one way of a TCP echo) |\n\
          | guest → guest RPC round trip p50 / p99, 32 B | {:.2} / {:.2} ms | – |\n\
          | guest → guest payload throughput, 8 KiB echoes | {g_kb:.0} KiB/s | – |\n\
          | discovery: all three devices see each other | {discovery_s:.1} s after boot | |\n\n\
          Target: RPC round trip under {TARGET_MS} ms: host → guest {}, guest → guest {}.\n",
+        FILE_BYTES >> 20,
         g50 / 1e3,
         g99 / 1e3,
         met(p50),
@@ -258,7 +321,8 @@ fn measure(
     );
     let json = json!({
         "host_to_guest": { "rpc_ms": { "p50": p50, "p99": p99 }, "payload_kib_s": host_kb },
-        "tcp_host_to_guest": { "round_trip_ms": { "p50": t50, "p99": t99 }, "payload_kib_s": tcp_kb },
+        "tcp_host_to_guest": { "round_trip_ms": { "p50": t50, "p99": t99 }, "payload_kib_s": tcp_kb, "stream_kib_s": tcp_file_kb },
+        "file_host_to_guest": { "bytes": FILE_BYTES, "kib_s": file_kb },
         "guest_to_guest": { "rpc_ms": { "p50": g50 / 1e3, "p99": g99 / 1e3 }, "payload_kib_s": g_kb },
         "discovery_s": discovery_s,
         "samples": SAMPLES,
