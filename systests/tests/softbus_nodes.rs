@@ -87,6 +87,11 @@ fn two_guests_and_a_host_form_one_device_network() {
     type_and_wait(&mut a, r#"bus remote display@node1 show '"via the name service"'"#, r#"{"chars":20,"shown":true}"#);
     wait(&mut b, "[node0] via the name service");
     type_and_wait(&mut a, r#"bus remote compute@node1 transform '{"op":"reverse","text":"abc"}'"#, r#"{"text":"cba"}"#);
+    // A file from guest to guest, checked by the receiver.
+    assert!(a.type_text("write /disk/hello.txt a file from node0\n"));
+    type_and_wait(&mut a, "bus send node1 /disk/hello.txt", "sent hello.txt to node1");
+    wait(&mut b, "softbus: received /disk/received/hello.txt (18 bytes) from node0");
+    type_and_wait(&mut b, "cat /disk/received/hello.txt", "a file from node0");
     let hashed = host.ok(&["call", "node0", "compute.sha256", "\"hello\""]);
     assert!(hashed.contains(HELLO_SHA256), "{hashed}");
 

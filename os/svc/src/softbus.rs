@@ -51,6 +51,9 @@ rt::protocol! {
             /// The name service only (badge 0): an endpoint for the remote service `name`
             /// (`<service>@<device>`) that `client` looked up. Answered `Proxy` or `Failed`.
             Proxy { name: Name, client: u64 } = 13,
+            /// Sends a file: `range` holds `device\0path`; when the receiver confirmed it (or
+            /// refused it), `Text` or `Failed`.
+            Send { range: BufRange } = 14,
         }
         response Response {
             Opened { buffer: Cap, len: u64 } = 1,
@@ -263,6 +266,12 @@ impl Bus {
     pub fn policy_remove(&self, device: &str, capability: &str) -> Result<String, BusError> {
         let range = self.put(&[device.as_bytes(), capability.as_bytes()])?;
         self.text(&Request::PolicyRemove { range })
+    }
+
+    /// Sends the file at `path` to `device` and waits until the receiver checked it.
+    pub fn send(&self, device: &str, path: &str) -> Result<String, BusError> {
+        let range = self.put(&[device.as_bytes(), path.as_bytes()])?;
+        self.text(&Request::Send { range })
     }
 
     /// The capabilities of `device`, as a table.

@@ -13,6 +13,8 @@
 //! - host → guest file: `tutti send` of 4 MiB to node0 (read and hashed on the host, an
 //!   encrypted stream with flow control, hashed and written to node0's ext2 disk, synced),
 //!   until the command returns. Baseline: 4 MiB through node0's TCP echo, one way's rate.
+//! - guest → guest file: `bus send node1 /disk/big.bin` (4 MiB) typed on node0, until it
+//!   reports the receiver's confirmation. No baseline.
 //! - guest → guest RPC round trip and payload throughput: the shell's `bus ping` on node0 to
 //!   node1 (32 B and 8 KiB, through the local API `svc::softbus`, both guests' soft bus and
 //!   network services). No baseline: Tutti has no native TCP echo client program.
@@ -177,7 +179,18 @@ pub fn run(_options: &Options) -> Result<Report, Failure> {
         let archive = work.join(format!("node{i}.cpio"));
         std::fs::write(&archive, shell_command::with_manifest_and_files(&bytes, &m, &[])?)?;
         let disk = work.join(format!("node{i}.img"));
-        crate::run_command(Command::new("mke2fs").args(["-q", "-t", "ext2", "-F"]).arg(&disk).arg("16M"))?;
+        // node0's disk holds the file it sends to node1.
+        let files = work.join(format!("node{i}-files"));
+        std::fs::create_dir_all(&files)?;
+        if i == 0 {
+            std::fs::write(
+                files.join("big.bin"),
+                (0..FILE_BYTES).map(|i| (i * 13 + i / 4099) as u8).collect::<Vec<u8>>(),
+            )?;
+        }
+        crate::run_command(
+            Command::new("mke2fs").args(["-q", "-t", "ext2", "-d"]).arg(&files).arg("-F").arg(&disk).arg("24M"),
+        )?;
         let guest = ns
             .node(harness::Machine::new(&image.kernel).initrd(&archive).memory("64M"), i, &disk)
             .deadline(Duration::from_secs(600))
@@ -297,6 +310,12 @@ fn measure(
     ping(a, "node1", 10, 32)?;
     let (g50, g99, _) = ping(a, "node1", SAMPLES, 32)?;
     let (_, _, g_kb) = ping(a, "node1", BIG_SAMPLES, 8192)?;
+    step("guest -> guest file (bus send on node0)");
+    let t = Instant::now();
+    a.type_text("bus send node1 /disk/big.bin\n");
+    wait(a, "sent big.bin to node1")?;
+    let g_file_kb = FILE_BYTES as f64 / 1024.0 / t.elapsed().as_secs_f64();
+    wait(b, &format!("({FILE_BYTES} bytes) from node0"))?;
 
     let (p50, p99) = (quantile(&rpc, 0.5) / 1e3, quantile(&rpc, 0.99) / 1e3);
     let (t50, t99) = (quantile(&tcp, 0.5) / 1e3, quantile(&tcp, 0.99) / 1e3);
@@ -311,11 +330,13 @@ fn measure(
          | host → guest file, {} MiB (`tutti send`, SHA-256 checked, written to ext2) | {file_kb:.0} KiB/s | {tcp_file_kb:.0} KiB/s (one way of a TCP echo) |\n\
          | guest → guest RPC round trip p50 / p99, 32 B | {:.2} / {:.2} ms | – |\n\
          | guest → guest payload throughput, 8 KiB echoes | {g_kb:.0} KiB/s | – |\n\
+         | guest → guest file, {} MiB (`bus send`, ext2 to ext2) | {g_file_kb:.0} KiB/s | – |\n\
          | discovery: all three devices see each other | {discovery_s:.1} s after boot | |\n\n\
          Target: RPC round trip under {TARGET_MS} ms: host → guest {}, guest → guest {}.\n",
         FILE_BYTES >> 20,
         g50 / 1e3,
         g99 / 1e3,
+        FILE_BYTES >> 20,
         met(p50),
         met(g50 / 1e3),
     );
@@ -323,7 +344,7 @@ fn measure(
         "host_to_guest": { "rpc_ms": { "p50": p50, "p99": p99 }, "payload_kib_s": host_kb },
         "tcp_host_to_guest": { "round_trip_ms": { "p50": t50, "p99": t99 }, "payload_kib_s": tcp_kb, "stream_kib_s": tcp_file_kb },
         "file_host_to_guest": { "bytes": FILE_BYTES, "kib_s": file_kb },
-        "guest_to_guest": { "rpc_ms": { "p50": g50 / 1e3, "p99": g99 / 1e3 }, "payload_kib_s": g_kb },
+        "guest_to_guest": { "rpc_ms": { "p50": g50 / 1e3, "p99": g99 / 1e3 }, "payload_kib_s": g_kb, "file_kib_s": g_file_kb },
         "discovery_s": discovery_s,
         "samples": SAMPLES,
         "targets": { "rpc_under_20ms": p50 < TARGET_MS && g50 / 1e3 < TARGET_MS },

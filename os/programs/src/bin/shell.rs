@@ -57,6 +57,7 @@ commands:
   bus call <dev> <service.method> [payload]   call a method (payload: JSON)
   bus ping <dev> [count] [bytes]   round trips of echo.echo: spread and throughput
   bus remote <service>@<dev> <method> [payload]   call through the name service
+  bus send <dev> <path>  send a file (the receiver checks its SHA-256)
   bus policy [set <dev> <cap> allow|deny|ask [s] | remove <dev> <cap>]   permissions
   bus allow|deny <dev> <cap> [seconds]   answer a permission prompt
   exit [status]         leave the shell
@@ -574,6 +575,10 @@ impl Shell {
             ["pair", device, code] => out.push_str(&bus.pair(device, code).map_err(failed)?),
             ["revoke", device] | ["trust", "revoke", device] => out.push_str(&bus.revoke(device).map_err(failed)?),
             ["caps", device] => out.push_str(&bus.caps(device).map_err(failed)?),
+            ["send", device, path] => {
+                let path = self.absolute(path);
+                out.push_str(&bus.send(device, &path).map_err(failed)?);
+            }
             [verb @ ("allow" | "deny"), device, capability, rest @ ..] => {
                 let seconds = match rest {
                     [] => 0,

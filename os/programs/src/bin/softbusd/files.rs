@@ -11,16 +11,28 @@
 
 use alloc::collections::BTreeMap;
 use alloc::format;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use sha2::{Digest, Sha256};
-use softbus::file::{FileEvent, FileOffer, FileReceiver};
+use softbus::file::{FileEvent, FileOffer, FileReceiver, FileSender};
+use svc::softbus::failure;
+
+use crate::{Bus, Failure, Waiter};
 use softbus::wire::{ChannelMessage, FileStatus};
 use svc::fs::{self, Fs};
 
 /// Transfers one session receives at once.
 const MAX_INCOMING: usize = 2;
+
+struct Outgoing {
+    sender: FileSender,
+    file: fs::File<'static>,
+    waiter: Option<Waiter>,
+    /// The receiver's name and the file's, for the answer.
+    to: String,
+    name: String,
+}
 
 struct Incoming {
     receiver: FileReceiver,
@@ -32,6 +44,8 @@ struct Incoming {
 #[derive(Default)]
 pub struct Files {
     incoming: BTreeMap<u32, Incoming>,
+    outgoing: BTreeMap<u32, Outgoing>,
+    next_stream: u32,
     /// Records to send (accepts, flow-control updates, ends, refusals).
     transmits: Vec<Vec<u8>>,
 }
@@ -71,6 +85,11 @@ impl Files {
 
     /// Feeds a channel message to the transfers; `from` names the sender in the log.
     pub fn handle_message(&mut self, fs: &'static Fs, dir: &str, message: &ChannelMessage<'_>, from: &str) {
+        for o in self.outgoing.values_mut() {
+            if let Err(e) = o.sender.handle_message(message) {
+                rt::log::warn!("sending a file to {from} failed: {e}");
+            }
+        }
         let mut ended = Vec::new();
         for (&id, t) in self.incoming.iter_mut() {
             if let Err(e) = t.receiver.handle_message(message) {
@@ -119,10 +138,115 @@ impl Files {
         }
     }
 
+    /// Starts sending the file at `path` to `to`; `waiter` learns how it ended.
+    pub fn send(&mut self, fs: &'static Fs, path: &str, to: String, waiter: Waiter) -> Result<(), (Waiter, Failure)> {
+        let fail = |e: fs::Error| Failure::new(failure::NOT_FOUND, format!("{path}: {}", e.text()));
+        let file = match fs.open(path, fs::flags::READ, 0) {
+            Ok(f) => f,
+            Err(e) => return Err((waiter, fail(e))),
+        };
+        let name = path.rsplit('/').next().unwrap_or(path).to_string();
+        if !busvc::safe_file_name(&name) {
+            return Err((
+                waiter,
+                Failure::new(failure::BAD_REQUEST, format!("{name:?} cannot be sent: not a plain file name")),
+            ));
+        }
+        let (size, sha256) = match hash(&file) {
+            Ok(h) => h,
+            Err(e) => return Err((waiter, fail(e))),
+        };
+        self.next_stream = self.next_stream.wrapping_add(1);
+        let stream_id = self.next_stream;
+        match FileSender::new(FileOffer { stream_id, size, sha256, name: name.clone() }) {
+            Ok(sender) => {
+                self.outgoing.insert(stream_id, Outgoing { sender, file, waiter: Some(waiter), to, name });
+                Ok(())
+            }
+            Err(e) => Err((waiter, Failure::new(failure::BAD_REQUEST, format!("{e}")))),
+        }
+    }
+
+    /// Moves outgoing files along as the receivers' credit allows; answers finished senders.
+    pub fn pump(&mut self, bus: &Bus) {
+        let mut finished = Vec::new();
+        for (&id, o) in self.outgoing.iter_mut() {
+            if let Some(at) = o.sender.next_offset() {
+                let want = o.sender.writable().min(32 * 1024);
+                if want > 0 {
+                    let mut buf = alloc::vec![0u8; want];
+                    match o.file.read_at(at, &mut buf) {
+                        Ok(n) => {
+                            o.sender.write(&buf[..n]);
+                        }
+                        Err(e) => {
+                            if let Some(w) = o.waiter.take() {
+                                bus.fail(w, Failure::new(failure::INTERNAL, format!("reading the file: {}", e.text())));
+                            }
+                            finished.push(id);
+                            continue;
+                        }
+                    }
+                }
+            }
+            while let Some(bytes) = o.sender.poll_transmit() {
+                self.transmits.push(bytes);
+            }
+            while let Some(event) = o.sender.poll_event() {
+                if let FileEvent::Done(status) = event {
+                    let name = &o.name;
+                    if let Some(w) = o.waiter.take() {
+                        match status {
+                            FileStatus::COMPLETE => bus.answer_text(w, &format!("sent {name} to {}\n", o.to)),
+                            FileStatus::REFUSED => bus
+                                .fail(w, Failure::new(failure::PERMISSION_DENIED, format!("{} refused {name}", o.to))),
+                            other => bus.fail(
+                                w,
+                                Failure::new(
+                                    failure::REMOTE,
+                                    format!("{} could not keep {name} (status {})", o.to, other.0),
+                                ),
+                            ),
+                        }
+                    }
+                    finished.push(id);
+                }
+            }
+        }
+        for id in finished {
+            self.outgoing.remove(&id);
+        }
+    }
+
+    /// The session ended: every sender waiting hears `failure`.
+    pub fn session_lost(&mut self, bus: &Bus, failure: &Failure) {
+        for (_, mut o) in core::mem::take(&mut self.outgoing) {
+            if let Some(w) = o.waiter.take() {
+                bus.fail(w, failure.clone());
+            }
+        }
+    }
+
     /// Records waiting to be sent.
     pub fn take_transmits(&mut self) -> Vec<Vec<u8>> {
         core::mem::take(&mut self.transmits)
     }
+}
+
+/// The size and SHA-256 of `file`, read through once.
+fn hash(file: &fs::File<'static>) -> Result<(u64, [u8; 32]), fs::Error> {
+    let mut hasher = Sha256::new();
+    let mut buf = alloc::vec![0u8; 16 * 1024];
+    let mut at = 0u64;
+    loop {
+        let n = file.read_at(at, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok((at, hasher.finalize().into()))
 }
 
 fn write_all(file: &fs::File<'static>, mut offset: u64, mut bytes: &[u8]) -> Result<(), fs::Error> {

@@ -38,12 +38,18 @@ const READ_BUDGET: usize = 64 * 1024;
 /// Bytes of output a link may hold before it stops producing more.
 const OUT_MAX: usize = 64 * 1024;
 
-/// A call made before the session was established.
+/// What a local caller asked of a session.
+pub enum Work {
+    /// An RPC call.
+    Call { method: String, payload: Vec<u8>, timeout: Duration },
+    /// Sending the file at `path`.
+    Send { path: String },
+}
+
+/// Work for a session, waiting until it is established.
 pub struct Queued {
     pub waiter: Waiter,
-    pub method: String,
-    pub payload: Vec<u8>,
-    pub timeout: Duration,
+    pub work: Work,
 }
 
 /// An encrypted session and the channels on it.
@@ -554,6 +560,7 @@ impl Link {
                 for q in core::mem::take(&mut s.queued) {
                     bus.fail(q.waiter, failure.clone());
                 }
+                s.files.session_lost(bus, &failure);
                 s.conn.close_local();
             }
             Phase::PairDial { waiter, .. } => {
@@ -585,11 +592,19 @@ impl Session {
     }
 
     fn start_call(&mut self, bus: &Bus, q: Queued, now: Instant) {
-        match self.client.call(now, &q.method, &q.payload, Some(q.timeout)) {
-            Ok(id) => {
-                self.pending.insert(id, q.waiter);
+        match q.work {
+            Work::Call { method, payload, timeout } => match self.client.call(now, &method, &payload, Some(timeout)) {
+                Ok(id) => {
+                    self.pending.insert(id, q.waiter);
+                }
+                Err(e) => bus.fail(q.waiter, Failure::new(failure::BAD_REQUEST, format!("{e}"))),
+            },
+            Work::Send { path } => {
+                let to = self.peer.map_or_else(String::new, |p| bus.name_of(&p));
+                if let Err((waiter, failure)) = self.files.send(bus.store.fs, &path, to, q.waiter) {
+                    bus.fail(waiter, failure);
+                }
             }
-            Err(e) => bus.fail(q.waiter, Failure::new(failure::BAD_REQUEST, format!("{e}"))),
         }
     }
 
@@ -646,6 +661,7 @@ impl Session {
                     for q in core::mem::take(&mut self.queued) {
                         bus.fail(q.waiter, failure.clone());
                     }
+                    self.files.session_lost(bus, &failure);
                 }
             }
         }
@@ -704,6 +720,7 @@ impl Session {
                 RpcOutcome::Cancelled => bus.fail(waiter, Failure::new(failure::INTERNAL, "the call was cancelled")),
             }
         }
+        self.files.pump(bus);
         for plaintext in self.files.take_transmits() {
             if let Err(e) = self.conn.send(&plaintext) {
                 rt::log::warn!("could not send a record: {e}");

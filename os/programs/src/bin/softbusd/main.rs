@@ -44,7 +44,7 @@ use softbus::wire::{self, CapabilitySet, Datagram, DeviceKind, RpcErrorCode};
 use svc::net::{Net, NetError, SocketAddr, TcpListener, UdpSocket};
 use svc::softbus::{failure, Request, Response, BUFFER_LEN};
 
-use link::{Link, Queued};
+use link::{Link, Queued, Work};
 use store::Store;
 
 rt::entry!(main);
@@ -739,7 +739,8 @@ impl Bus {
                             method = format!("{service}.{method}");
                             device = target.clone();
                         }
-                        match self.start_call(badge, &device, method, payload, timeout, false, links, net, now) {
+                        let work = Work::Call { method, payload, timeout };
+                        match self.start_call(badge, &device, work, false, links, net, now) {
                             Ok(()) => return,
                             Err(f) => self.failed_response(badge, &f),
                         }
@@ -795,13 +796,19 @@ impl Bus {
                     Err(f) => self.failed_response(badge, &f),
                 }
             }
+            Request::Send { range } => match self.text_arguments(badge, range, 2) {
+                Ok(a) => match self.start_call(badge, &a[0], Work::Send { path: a[1].clone() }, false, links, net, now)
+                {
+                    Ok(()) => return,
+                    Err(f) => self.failed_response(badge, &f),
+                },
+                Err(f) => self.failed_response(badge, &f),
+            },
             Request::Caps { range } => match self.text_arguments(badge, range, 1) {
                 Ok(a) => match self.start_call(
                     badge,
                     &a[0],
-                    busvc::CAPS_METHOD.into(),
-                    Vec::new(),
-                    CALL_TIMEOUT,
+                    Work::Call { method: busvc::CAPS_METHOD.into(), payload: Vec::new(), timeout: CALL_TIMEOUT },
                     true,
                     links,
                     net,
@@ -921,9 +928,7 @@ impl Bus {
         &mut self,
         badge: u64,
         device: &str,
-        method: String,
-        payload: Vec<u8>,
-        timeout: Duration,
+        work: Work,
         caps: bool,
         links: &mut Vec<Link>,
         net: &'static Net,
@@ -944,7 +949,7 @@ impl Bus {
         }
         if let Some(link) = links.iter_mut().find(|l| l.session_peer() == Some(id)) {
             let waiter = self.detach(badge, caps)?;
-            link.call(self, Queued { waiter, method, payload, timeout }, now);
+            link.call(self, Queued { waiter, work }, now);
             return Ok(());
         }
         let addr = self.address(&id)?;
@@ -954,7 +959,7 @@ impl Bus {
             .map_err(|e| Failure::new(failure::UNREACHABLE, format!("cannot connect to {addr}: {e}")))?;
         let mut link = Link::dial_session(self, stream, id, now).map_err(|e| Failure::new(failure::INTERNAL, e))?;
         let waiter = self.detach(badge, caps)?;
-        link.call(self, Queued { waiter, method, payload, timeout }, now);
+        link.call(self, Queued { waiter, work }, now);
         links.push(link);
         Ok(())
     }
