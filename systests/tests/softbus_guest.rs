@@ -98,6 +98,35 @@ fn a_tutti_guest_and_a_host_daemon_discover_pair_and_call_each_other() {
 
     let host = Daemon::start(&ns, "host", 47801, &scratch.join("host"), &bins);
     host.wait_device("guest", &mut guest);
+    // Standard DNS-SD tools see the host daemon: an mDNS browser (the mdns-sd crate, as
+    // avahi-browse would) in the namespace resolves `_tutti._udp` to it.
+    let status: String = host.ok(&["status"]);
+    let browsed = ns
+        .run_inside(|| -> Option<(String, String)> {
+            let daemon = mdns_sd::ServiceDaemon::new().ok()?;
+            let events = daemon.browse("_tutti._udp.local.").ok()?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut found = None;
+            while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+                match events.recv_timeout(left) {
+                    Ok(mdns_sd::ServiceEvent::ServiceResolved(info)) => {
+                        let id = info.get_property_val_str("id").unwrap_or_default().to_string();
+                        found = Some((info.get_fullname().to_string(), id));
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            let _ = daemon.shutdown();
+            found
+        })
+        .expect("enter the namespace")
+        .join()
+        .expect("the browser thread");
+    let Some((fullname, id)) = browsed else { panic!("no _tutti._udp service was resolved by mDNS") };
+    assert_eq!(fullname, "host._tutti._udp.local.");
+    assert!(status.contains(&id) && !id.is_empty(), "the TXT id {id:?} is not the host's: {status}");
     // Calls before pairing are refused by both sides.
     let refused = host.tutti(&["call", "guest", "compute.sha256", "\"hello\""]);
     assert!(!refused.status.success(), "an untrusted host was served");

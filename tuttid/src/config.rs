@@ -95,6 +95,8 @@ pub struct DiscoveryConfig {
     pub beacon_interval_ms: u64,
     /// A device not heard from for this long is dropped, in milliseconds.
     pub peer_timeout_ms: u64,
+    /// Answer mDNS/DNS-SD queries for `_tutti._udp` (so `avahi-browse` lists this device).
+    pub mdns: bool,
 }
 
 impl Default for DiscoveryConfig {
@@ -107,6 +109,7 @@ impl Default for DiscoveryConfig {
             peers: Vec::new(),
             beacon_interval_ms: 5_000,
             peer_timeout_ms: 16_000,
+            mdns: true,
         }
     }
 }

@@ -37,7 +37,10 @@ struct Args {
     /// Also send discovery to this unicast address; repeatable (adds to `discovery.peers`).
     #[arg(long = "peer", value_name = "HOST:PORT")]
     peers: Vec<SocketAddr>,
-    /// Do not use the multicast group (sets `discovery.multicast` to false).
+    /// Do not answer mDNS/DNS-SD queries (sets `discovery.mdns` to false).
+    #[arg(long)]
+    no_mdns: bool,
+    /// Do not use the multicast group (sets `discovery.multicast` to false; mDNS is off then).
     #[arg(long)]
     no_multicast: bool,
     /// Time between beacons in milliseconds (overrides `discovery.beacon_interval_ms`; the
@@ -89,6 +92,9 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         config.discovery.port = port;
     }
     config.discovery.peers.extend(args.peers);
+    if args.no_mdns {
+        config.discovery.mdns = false;
+    }
     if args.no_multicast {
         config.discovery.multicast = false;
     }

@@ -7,6 +7,7 @@
 //!
 //! - `discovery`: the UDP socket (multicast group and/or unicast peers) driving
 //!   `softbus::discovery::Discovery`;
+//! - `mdns`: answers mDNS/DNS-SD queries for `_tutti._udp` (the `mdns-sd` crate's thread);
 //! - `link`: one task per TCP session, driving `softbus::connection::Connection` and an RPC
 //!   client and server over it, serving the built-in services;
 //! - `pairing`: pairing over TCP, as the device that typed the code or the one showing it;
@@ -25,6 +26,7 @@ mod discovery;
 mod files;
 mod link;
 mod local_api;
+mod mdns;
 mod pairing;
 mod permissions;
 mod provider;
@@ -310,6 +312,8 @@ pub async fn run(state: StateDir, config: Config) -> Result<(), DaemonError> {
         reconnecting: Mutex::new(std::collections::HashSet::new()),
     });
 
+    let kind = shared.config.kind.clone();
+    let mdns = mdns::start(&shared, &kind, &CapabilitySet::COMPUTE.to_string());
     let tasks = [
         tokio::spawn(discovery::run(shared.clone(), udp)),
         tokio::spawn(accept_loop(shared.clone(), listener)),
@@ -320,6 +324,7 @@ pub async fn run(state: StateDir, config: Config) -> Result<(), DaemonError> {
     for task in tasks {
         task.abort();
     }
+    drop(mdns);
     let _ = std::fs::remove_file(&socket_path);
     Ok(())
 }
