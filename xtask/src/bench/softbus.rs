@@ -203,6 +203,20 @@ fn tcp_messages_per_second() -> Result<f64, Failure> {
 }
 
 /// MB/s of `STREAM_BYTES` over one plain TCP connection.
+/// MB/s of AES-256-GCM and of SHA-256 on one core (softbus/examples/crypto_ceiling.rs, built
+/// with `--release` like the daemons): the ceiling of an encrypted stream on this machine.
+fn crypto_ceiling_mb_s() -> Result<(f64, f64), Failure> {
+    let out = Command::new(env!("CARGO"))
+        .current_dir(root())
+        .args(["run", "-q", "--release", "-p", "softbus", "--example", "crypto_ceiling"])
+        .output()?;
+    if !out.status.success() {
+        return Err(Failure(format!("crypto_ceiling: {}", String::from_utf8_lossy(&out.stderr))));
+    }
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    Ok((v["aes_256_gcm_mb_s"].as_f64().unwrap_or(f64::NAN), v["sha256_mb_s"].as_f64().unwrap_or(f64::NAN)))
+}
+
 fn tcp_stream_mb_s() -> Result<f64, Failure> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
@@ -315,6 +329,7 @@ pub fn run(_options: &Options) -> Result<Report, Failure> {
     let tcp = sorted(tcp_round_trips(RPC_SAMPLES)?);
     let tcp_per_s = tcp_messages_per_second()?;
     let tcp_mb_s = tcp_stream_mb_s()?;
+    let (aes_mb_s, sha_mb_s) = crypto_ceiling_mb_s()?;
     drop((a, b));
     let _ = std::fs::remove_dir_all(&work);
 
@@ -331,10 +346,14 @@ pub fn run(_options: &Options) -> Result<Report, Failure> {
          | round trip through the local API, p50 | {:.1} µs | |\n\
          | messages/s, {CLIENTS} clients | {rpc_per_s:.0} | {tcp_per_s:.0} |\n\
          | stream, 64 MiB | {stream_mb_s:.1} MB/s | {tcp_mb_s:.1} MB/s |\n\
+         | ceiling: AES-256-GCM on one core, 64 KiB records | {aes_mb_s:.0} MB/s | |\n\
+         | ceiling: SHA-256 on one core | {sha_mb_s:.0} MB/s | |\n\
          | discovery (start to listed) | {discovery_ms:.1} ms | |\n\n\
          Targets: p50 RPC round trip under {TARGET_P50_US} µs: {}; stream at least half of plain TCP \
          ({:.1} MB/s): {}. The stream figure is `tutti send` end to end (file read, SHA-256 on both \
-         sides, encrypted stream with flow control, file write).\n",
+         sides, encrypted stream with flow control, file write). The ceiling rows are the cipher and \
+         the hash alone on one core (softbus/examples/crypto_ceiling.rs): every streamed byte is \
+         sealed once and opened once, and a file is hashed on both sides.\n",
         quantile(&tcp, 0.5),
         quantile(&tcp, 0.99),
         quantile(&api_rtt, 0.5),
@@ -347,6 +366,7 @@ pub fn run(_options: &Options) -> Result<Report, Failure> {
         "api_round_trip_us": { "p50": quantile(&api_rtt, 0.5), "p99": quantile(&api_rtt, 0.99) },
         "rpc_messages_per_s": rpc_per_s,
         "stream_mb_per_s": stream_mb_s,
+        "ceiling_mb_per_s": { "aes_256_gcm": aes_mb_s, "sha256": sha_mb_s },
         "discovery_ms": discovery_ms,
         "baseline_tcp": {
             "round_trip_us": { "p50": quantile(&tcp, 0.5), "p99": quantile(&tcp, 0.99) },
