@@ -162,6 +162,21 @@ fn a_tutti_guest_and_a_host_daemon_discover_pair_and_call_each_other() {
     let refused = host.tutti(&["send", "guest", file.to_str().unwrap()]);
     assert!(!refused.status.success(), "a denied file was taken");
     type_and_wait(&mut guest, "bus policy remove host storage", "host: no rule for storage");
+    // `ask` for files: the offer waits for the answer on the guest's console.
+    type_and_wait(&mut guest, "bus policy set host storage ask", "host: storage ask until changed");
+    std::thread::scope(|scope| {
+        let sending = scope.spawn(|| host.tutti(&["send", "guest", file.to_str().unwrap()]));
+        if guest.wait_for("asks to use storage (storage.receive notes.txt", WAIT).is_none() {
+            panic!("{}", guest.report("no prompt for the file"));
+        }
+        type_and_wait(&mut guest, "bus allow host storage", "allowed host to use storage this time");
+        let out = sending.join().unwrap();
+        assert!(out.status.success(), "the allowed file failed: {}", String::from_utf8_lossy(&out.stderr));
+    });
+    if guest.wait_for("softbus: received /disk/received/notes (2).txt", WAIT).is_none() {
+        panic!("{}", guest.report("the allowed file was not kept"));
+    }
+    type_and_wait(&mut guest, "bus policy remove host storage", "host: no rule for storage; the default");
 
     let missing = host.tutti(&["call", "guest", "nope.nope", "null"]);
     assert!(!missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("no method"));

@@ -69,6 +69,8 @@ pub struct Session {
     asks: Vec<Asked>,
     /// Files being received.
     files: Files,
+    /// File offers waiting for the local user's answer, since when.
+    file_asks: Vec<(FileOffer, Capability, Instant)>,
     /// Whether any record came from the peer (an immediate close after the handshake means
     /// the peer does not trust this device).
     heard: bool,
@@ -587,6 +589,7 @@ impl Session {
             queued: Vec::new(),
             asks: Vec::new(),
             files: Files::default(),
+            file_asks: Vec::new(),
             heard: false,
         }
     }
@@ -638,7 +641,7 @@ impl Session {
                                     rt::log::debug!("request refused: {e}");
                                 }
                                 if let Some(peer) = self.peer {
-                                    self.file_message(bus, &peer, &m);
+                                    self.file_message(bus, &peer, &m, now);
                                 }
                             }
                             Err(e) => {
@@ -686,6 +689,17 @@ impl Session {
             }
         }
         if let Some(peer) = self.peer {
+            for (offer, capability, since) in core::mem::take(&mut self.file_asks) {
+                match bus.answer_for(&peer, &capability, since) {
+                    Some(true) => self.files.accept(bus.store.fs, &bus.received, offer),
+                    Some(false) => self.files.refuse(offer.stream_id, FileStatus::REFUSED),
+                    None if now.saturating_duration_since(since) >= ASK_TIMEOUT => {
+                        rt::log::info!("{} from {}: no answer in time; refused", offer.name, bus.name_of(&peer));
+                        self.files.refuse(offer.stream_id, FileStatus::REFUSED);
+                    }
+                    None => self.file_asks.push((offer, capability, since)),
+                }
+            }
             for asked in core::mem::take(&mut self.asks) {
                 match bus.answer_for(&peer, &asked.capability, asked.since) {
                     Some(true) => self.answer(bus, &peer, asked.request_id, &asked.method, &asked.payload),
@@ -733,9 +747,9 @@ impl Session {
         }
     }
 
-    /// A file offer (the storage capability's policy decides; `ask` is refused: the prompt
-    /// covers calls, not transfers, in this landing) or a message of a transfer.
-    fn file_message(&mut self, bus: &mut Bus, peer: &DeviceId, m: &ChannelMessage<'_>) {
+    /// A file offer (the storage capability's policy decides, `ask` prompts as for calls) or a
+    /// message of a transfer.
+    fn file_message(&mut self, bus: &mut Bus, peer: &DeviceId, m: &ChannelMessage<'_>, now: Instant) {
         let from = bus.name_of(peer);
         if let Some(offer) = FileOffer::from_message(m) {
             match bus.verdict(peer, "storage.receive") {
@@ -743,9 +757,13 @@ impl Session {
                     rt::log::info!("receiving {} ({} bytes) from {from}", offer.name, offer.size);
                     self.files.accept(bus.store.fs, &bus.received, offer);
                 }
-                Verdict::Deny(_) | Verdict::Ask(_) => {
+                Verdict::Deny(_) => {
                     rt::log::info!("refused {} from {from}: the policy does not allow storage", offer.name);
                     self.files.refuse(offer.stream_id, FileStatus::REFUSED);
+                }
+                Verdict::Ask(capability) => {
+                    bus.prompt(peer, &capability, &format!("storage.receive {} ({} bytes)", offer.name, offer.size));
+                    self.file_asks.push((offer, capability, now));
                 }
             }
             return;
@@ -773,7 +791,8 @@ impl Session {
 
     /// When the first waiting prompt times out.
     fn ask_deadline(&self) -> Option<Instant> {
-        self.asks.iter().map(|a| a.since.saturating_add(ASK_TIMEOUT)).min()
+        let calls = self.asks.iter().map(|a| a.since);
+        calls.chain(self.file_asks.iter().map(|(_, _, since)| *since)).map(|s| s.saturating_add(ASK_TIMEOUT)).min()
     }
 
     /// What local callers get when the connection ends for `reason`.
