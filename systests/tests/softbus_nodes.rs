@@ -109,6 +109,8 @@ fn two_guests_and_a_host_form_one_device_network() {
     assert!(took < Duration::from_secs(25), "the failure took {took:?}");
     let mut b = boot(&ns, 1, &disk_b);
     wait(&mut b, "1 trusted device(s)");
+    // A opens the lost session again by itself, without a call.
+    wait(&mut a, "session with node1 opened again");
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut attempt = 0;
     loop {

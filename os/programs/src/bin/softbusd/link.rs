@@ -71,6 +71,8 @@ pub struct Session {
     files: Files,
     /// File offers waiting for the local user's answer, since when.
     file_asks: Vec<(FileOffer, Capability, Instant)>,
+    /// Lost (not closed on purpose) after this device opened it: open it again.
+    reconnect: bool,
     /// Whether any record came from the peer (an immediate close after the handshake means
     /// the peer does not trust this device).
     heard: bool,
@@ -189,6 +191,15 @@ impl Link {
     pub fn session_peer(&self) -> Option<DeviceId> {
         match &self.phase {
             Phase::Session(s) if !self.done => s.peer.or(s.expected),
+            _ => None,
+        }
+    }
+
+    /// The device to open a session to again, if this link was a session this device opened
+    /// and lost.
+    pub fn reconnect_to(&self) -> Option<DeviceId> {
+        match &self.phase {
+            Phase::Session(s) if s.reconnect => s.peer,
             _ => None,
         }
     }
@@ -590,6 +601,7 @@ impl Session {
             asks: Vec::new(),
             files: Files::default(),
             file_asks: Vec::new(),
+            reconnect: false,
             heard: false,
         }
     }
@@ -653,6 +665,14 @@ impl Session {
                 }
                 ConnectionEvent::ConnectionLost(reason) => {
                     let failure = self.close_failure(&reason);
+                    // As tuttid: a session this device opened and lost (silent, closed or reset
+                    // by the peer), not one closed here or refused in the handshake.
+                    self.reconnect = self.expected.is_some()
+                        && self.peer.is_some()
+                        && matches!(
+                            reason,
+                            CloseReason::PeerSilent { .. } | CloseReason::PeerClosed | CloseReason::Malformed(_)
+                        );
                     match (&reason, self.peer) {
                         (CloseReason::Handshake(e), _) => rt::log::warn!("session refused: {e}"),
                         (_, Some(id)) => rt::log::info!("session with {} ended: {reason}", bus.name_of(&id)),

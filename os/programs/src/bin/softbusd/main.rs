@@ -190,10 +190,16 @@ pub struct Bus {
     endpoint: Handle,
     /// Where files sent to this device go.
     pub received: String,
+    /// Lost sessions to open again: when next, and the wait after that.
+    reconnect: BTreeMap<DeviceId, (Instant, Duration)>,
     /// Remote services looked up in the name service, by proxy number: service and device.
     proxies: BTreeMap<u64, (String, String)>,
     next_proxy: u64,
 }
+
+/// The first and the longest wait before opening a lost session again (tuttid's defaults).
+const RECONNECT_MIN: Duration = Duration::from_millis(200);
+const RECONNECT_MAX: Duration = Duration::from_secs(10);
 
 /// The badge bit of proxy endpoints (`<service>@<device>`); the low bits number the proxy.
 const PROXY_BIT: u64 = 1 << 62;
@@ -318,6 +324,7 @@ fn run() -> Result<(), String> {
         received: if ephemeral { "/tmp/received".into() } else { settings.received.clone() },
         proxies: BTreeMap::new(),
         next_proxy: 0,
+        reconnect: BTreeMap::new(),
     };
     let mut targets: Vec<SocketAddr> =
         settings.peers.iter().map(|&addr| SocketAddr { addr, port: DISCOVERY_PORT }).collect();
@@ -332,8 +339,17 @@ fn run() -> Result<(), String> {
         for link in links.iter_mut() {
             link.pump(&mut bus, now);
         }
+        for id in links.iter().filter(|l| l.finished()).filter_map(Link::reconnect_to) {
+            bus.reconnect.entry(id).or_insert((now.saturating_add(RECONNECT_MIN), RECONNECT_MIN));
+        }
         links.retain(|l| !l.finished());
-        let next = links.iter().filter_map(Link::poll_at).chain([bus.discovery.poll_at()]).min();
+        bus.reconnect_due(&mut links, net, now);
+        let next = links
+            .iter()
+            .filter_map(Link::poll_at)
+            .chain([bus.discovery.poll_at()])
+            .chain(bus.reconnect.values().map(|(at, _)| *at))
+            .min();
         let wait = next.map_or(MAX_WAIT, |at| at.saturating_duration_since(bus.now()).min(MAX_WAIT));
         match sys::recv(endpoint, u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX).max(1)) {
             Ok(incoming) if incoming.message.label == label::NOTIFY => {}
@@ -882,6 +898,37 @@ impl Bus {
         }
         rt::log::debug!("proxy {number} for {text} (client {client:#x})");
         Response::Proxy { endpoint: Cap(endpoint) }
+    }
+
+    /// Opens lost sessions again when their time comes (doubling the wait after each failed
+    /// try, up to `RECONNECT_MAX`) while the device is trusted and no session to it is open.
+    fn reconnect_due(&mut self, links: &mut Vec<Link>, net: &'static Net, now: Instant) {
+        let due: Vec<DeviceId> = self.reconnect.iter().filter(|(_, (at, _))| *at <= now).map(|(id, _)| *id).collect();
+        let open: Vec<DeviceId> =
+            self.reconnect.keys().filter(|id| links.iter().any(|l| l.is_established_with(id))).copied().collect();
+        for id in open {
+            self.reconnect.remove(&id);
+            rt::log::info!("session with {} opened again", self.name_of(&id));
+        }
+        for id in due {
+            if self.trust.get(&id).is_none() {
+                self.reconnect.remove(&id);
+                continue;
+            }
+            let Some(&(_, wait)) = self.reconnect.get(&id) else { continue };
+            self.reconnect.insert(id, (now.saturating_add(wait), (wait * 2).min(RECONNECT_MAX)));
+            if links.iter().any(|l| l.session_peer() == Some(id)) || links.len() >= MAX_LINKS {
+                continue;
+            }
+            let Ok(addr) = self.address(&id) else { continue };
+            match net.start_connect(addr) {
+                Ok(stream) => match Link::dial_session(self, stream, id, now) {
+                    Ok(link) => links.push(link),
+                    Err(e) => rt::log::debug!("reconnecting: {e}"),
+                },
+                Err(e) => rt::log::debug!("reconnecting to {addr}: {e}"),
+            }
+        }
     }
 
     /// Detaches the reply of the request being served.
