@@ -92,6 +92,22 @@ fn two_guests_and_a_host_form_one_device_network() {
     type_and_wait(&mut a, "bus send node1 /disk/hello.txt", "sent hello.txt to node1");
     wait(&mut b, "softbus: received /disk/received/hello.txt (18 bytes) from node0");
     type_and_wait(&mut b, "cat /disk/received/hello.txt", "a file from node0");
+    // A reads and writes B's shared directory (`storage.*`), also through the name service;
+    // nothing outside it.
+    type_and_wait(
+        &mut a,
+        r#"bus call node1 storage.put '{"path":"notes.txt","content":"written by node0"}'"#,
+        r#"{"bytes":16,"path":"notes.txt"}"#,
+    );
+    // (The content has no newline: the next command's echo ends the line.)
+    type_and_wait(&mut b, "cat /disk/shared/notes.txt\necho", "written by node0");
+    type_and_wait(&mut a, r#"bus remote storage@node1 get '{"path":"notes.txt"}'"#, r#""content":"written by node0""#);
+    type_and_wait(&mut a, "bus remote storage@node1 list", r#""name":"notes.txt""#);
+    type_and_wait(
+        &mut a,
+        r#"bus call node1 storage.get '{"path":"../softbus/identity.key"}'"#,
+        "is not a relative path of plain names",
+    );
     let hashed = host.ok(&["call", "node0", "compute.sha256", "\"hello\""]);
     assert!(hashed.contains(HELLO_SHA256), "{hashed}");
 
@@ -99,8 +115,19 @@ fn two_guests_and_a_host_form_one_device_network() {
     drop(b.stop());
     let failed_at = Instant::now();
     assert!(a.type_text("bus call node1 echo.echo 1\n"));
-    // The shell's error line (not the server's own `softbus: ` lines).
-    let failed = a.wait_until(|l| l.contains("bus: ") && !l.contains("softbus: "), WAIT);
+    // The shell's next error line (not the server's own `softbus: ` lines, not earlier ones).
+    let error_line = |l: &str| l.contains("bus: ") && !l.contains("softbus: ");
+    let before = a.lines().iter().filter(|l| error_line(&l.text)).count();
+    let seen = std::cell::Cell::new(0);
+    let failed = a.wait_until(
+        |l| {
+            if error_line(l) {
+                seen.set(seen.get() + 1);
+            }
+            seen.get() > before
+        },
+        WAIT,
+    );
     let took = failed_at.elapsed();
     let Some(failed) = failed else { panic!("{}", a.report("the call to the dead guest never failed")) };
     let reasons = ["no answer before the deadline", "session ended", "did not connect in time"];

@@ -20,6 +20,7 @@ extern crate alloc;
 
 mod files;
 mod link;
+mod storage;
 mod store;
 
 use alloc::collections::BTreeMap;
@@ -89,6 +90,8 @@ struct Settings {
     policy: Decision,
     /// Where received files go.
     received: String,
+    /// The directory shared through `storage.*`.
+    shared: String,
 }
 
 fn parse_ip(text: &str) -> Option<[u8; 4]> {
@@ -109,6 +112,7 @@ fn settings() -> Result<Settings, String> {
         multicast: true,
         policy: Decision::Allow,
         received: "/disk/received".into(),
+        shared: "/disk/shared".into(),
     };
     let args = svc::arguments().map_err(|e| format!("cannot read the arguments: {e:?}"))?;
     for arg in &args {
@@ -117,6 +121,7 @@ fn settings() -> Result<Settings, String> {
             "name" if !value.is_empty() && value.len() <= wire::discovery::MAX_NAME_LEN => s.name = Some(value.into()),
             "dir" if value.starts_with('/') => s.dir = value.into(),
             "received" if value.starts_with('/') => s.received = value.into(),
+            "shared" if value.starts_with('/') => s.shared = value.into(),
             "kind" => {
                 s.kind = match value {
                     "desktop" => DeviceKind::Desktop,
@@ -136,7 +141,7 @@ fn settings() -> Result<Settings, String> {
             }
             _ => {
                 return Err(format!(
-                    "bad argument {arg:?}: name=, dir=, received=, kind=, peer=, policy= or no-multicast"
+                    "bad argument {arg:?}: name=, dir=, received=, shared=, kind=, peer=, policy= or no-multicast"
                 ))
             }
         }
@@ -190,6 +195,8 @@ pub struct Bus {
     endpoint: Handle,
     /// Where files sent to this device go.
     pub received: String,
+    /// The directory trusted devices use through `storage.*`.
+    shared: String,
     /// Lost sessions to open again: when next, and the wait after that.
     reconnect: BTreeMap<DeviceId, (Instant, Duration)>,
     /// Remote services looked up in the name service, by proxy number: service and device.
@@ -322,10 +329,15 @@ fn run() -> Result<(), String> {
         answers: Vec::new(),
         endpoint,
         received: if ephemeral { "/tmp/received".into() } else { settings.received.clone() },
+        shared: if ephemeral { "/tmp/shared".into() } else { settings.shared.clone() },
         proxies: BTreeMap::new(),
         next_proxy: 0,
         reconnect: BTreeMap::new(),
     };
+    match bus.store.fs.mkdir(&bus.shared, 0o755) {
+        Ok(()) | Err(svc::fs::Error::Exists) => {}
+        Err(e) => rt::log::warn!("cannot make the shared directory {}: {}", bus.shared, e.text()),
+    }
     let mut targets: Vec<SocketAddr> =
         settings.peers.iter().map(|&addr| SocketAddr { addr, port: DISCOVERY_PORT }).collect();
     if settings.multicast {
@@ -582,8 +594,10 @@ impl Bus {
         list.push(busvc::display_capability("console"));
         list.push(
             CapabilityDescriptor::new(Capability::Storage)
+                .with("methods", "storage.get storage.list storage.put")
                 .with("files", "tutti send")
-                .with("directory", &self.received),
+                .with("directory", &self.shared)
+                .with("received", &self.received),
         );
         list
     }
@@ -602,6 +616,7 @@ impl Bus {
                 rt::println!("[{}] {text}", self.name_of(peer));
                 Ok(busvc::display_answer(&text))
             }
+            m if m.starts_with("storage.") => storage::serve(self.store.fs, &self.shared, m, payload),
             other => busvc::serve(other, payload),
         }
     }
