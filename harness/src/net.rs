@@ -19,6 +19,16 @@ pub const TAP: &str = "tap0";
 /// The bridge of [`Namespace::create_bridge`].
 pub const BRIDGE: &str = "br0";
 
+/// A manifest entry for the test program `net_echo` (TCP and UDP echo on port 7,
+/// docs/net.md), for guests that a host peer measures or checks.
+pub const ECHO_SERVICE: &str = "
+service echo
+    program /bin/net_echo
+    priority 10
+    restart never
+    endpoint net
+";
+
 /// The host's address on the segment of a device network ([`Namespace::create_bridge`] as
 /// `cargo xtask run --nodes` and the soft bus tests make it); guest `i` is 10.77.0.(10+i).
 pub const NODE_HOST: &str = "10.77.0.1";

@@ -127,6 +127,16 @@ pub fn wait(guest: &mut Running, needle: &str) -> String {
     }
 }
 
+/// Types `bus pair --show` on the guest (once per guest: the first code on its console is
+/// read) and returns the 6-digit code shown.
+#[track_caller]
+pub fn show_code(guest: &mut Running) -> String {
+    let line = type_and_wait(guest, "bus pair --show", "pairing code ");
+    let code: String = line.split("pairing code ").nth(1).unwrap_or_default().chars().take(6).collect();
+    assert!(code.len() == 6 && code.chars().all(|c| c.is_ascii_digit()), "no code in {line:?}");
+    code
+}
+
 /// Types `command` (and a newline) on the guest's console and waits for `needle`.
 #[track_caller]
 pub fn type_and_wait(guest: &mut Running, command: &str, needle: &str) -> String {

@@ -56,13 +56,7 @@ fn static_address() -> String {
     format!("    arg address={GUEST}/24\n    arg gateway={HOST}\n")
 }
 
-const ECHO: &str = "
-service echo
-    program /bin/net_echo
-    priority 10
-    restart never
-    endpoint net
-";
+const ECHO: &str = harness::net::ECHO_SERVICE;
 
 /// A namespace for one test, or a failure that says root is needed.
 fn namespace(tag: &str) -> Namespace {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use harness::net::{Namespace, TAP};
 use harness::Running;
 use systests::linux::disk;
-use systests::softbus::{binaries, type_and_wait, Daemon, HELLO_SHA256};
+use systests::softbus::{binaries, show_code, type_and_wait, Daemon, HELLO_SHA256};
 
 const HOST: &str = "10.99.0.1";
 const GUEST: &str = "10.99.0.2";
@@ -72,9 +72,7 @@ fn wait_for_prompt(guest: &mut Running) {
 /// Pairs `host` with the guest: the guest shows a code, the host types it.
 #[track_caller]
 fn pair(guest: &mut Running, host: &Daemon, guest_id: &str) {
-    let code_line = type_and_wait(guest, "bus pair --show", "pairing code ");
-    let code: String = code_line.split("pairing code ").nth(1).unwrap().chars().take(6).collect();
-    assert!(code.chars().all(|c| c.is_ascii_digit()), "{code_line}");
+    let code = show_code(guest);
     let paired = host.ok(&["pair", "guest", "--code", &code]);
     assert!(paired.contains(guest_id), "{paired}");
     if guest.wait_for("softbus: paired with host", WAIT).is_none() {

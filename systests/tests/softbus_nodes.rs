@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use harness::net::{node_manifest, Namespace, NODE_HOST};
 use harness::Running;
 use systests::linux::disk;
-use systests::softbus::{binaries, type_and_wait, wait, Daemon, HELLO_SHA256};
+use systests::softbus::{binaries, show_code, type_and_wait, wait, Daemon, HELLO_SHA256};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -25,25 +25,6 @@ fn boot(ns: &Namespace, i: usize, disk: &Path) -> Running {
         .deadline(Duration::from_secs(300))
         .spawn()
         .expect("QEMU starts")
-}
-
-/// Types `bus pair --show` and returns the code shown.
-fn show_code(guest: &mut Running, round: usize) -> String {
-    // Each round waits for the n-th code line: earlier ones are on the console too.
-    assert!(guest.type_text("bus pair --show\n"));
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let codes: Vec<String> = guest
-            .lines()
-            .iter()
-            .filter_map(|l| l.text.strip_prefix("pairing code ").map(|rest| rest.chars().take(6).collect()))
-            .collect();
-        if let Some(code) = codes.get(round) {
-            return code.clone();
-        }
-        assert!(Instant::now() < deadline, "{}", guest.report("no pairing code shown"));
-        let _ = guest.wait_for("\u{0}never", Duration::from_millis(200));
-    }
 }
 
 #[test]
@@ -73,10 +54,10 @@ fn two_guests_and_a_host_form_one_device_network() {
     println!("all three discovered each other {:.1} s after the guests started", start.elapsed().as_secs_f64());
 
     // Pairing: A with B (B shows the code), the host with A (A shows the code).
-    let code = show_code(&mut b, 0);
+    let code = show_code(&mut b);
     type_and_wait(&mut a, &format!("bus pair node1 {code}"), "paired with node1 (");
     wait(&mut b, "softbus: paired with node0");
-    let code = show_code(&mut a, 0);
+    let code = show_code(&mut a);
     host.ok(&["pair", "node0", "--code", &code]);
     wait(&mut a, "softbus: paired with host");
 

@@ -129,15 +129,23 @@ fn add_tree(writer: &mut newc::Writer, dir: &Path, prefix: &str) -> Result<(), F
 /// The persistent disk of `cargo xtask run`: `target/tutti-disk.img`, a 64 MiB ext2 image made
 /// with mke2fs the first time, mounted by the file-system service at /disk.
 pub fn disk() -> Result<PathBuf, Failure> {
-    let path = crate::root().join("target").join("tutti-disk.img");
+    persistent_disk(&crate::root().join("target").join("tutti-disk.img"), 64)
+}
+
+/// The ext2 image at `path`, made with mke2fs (`mib` MiB) if it does not exist yet; kept
+/// across runs, so what a guest stores on it stays.
+pub fn persistent_disk(path: &Path, mib: u32) -> Result<PathBuf, Failure> {
     if !path.exists() {
         crate::deps::ensure(&[crate::deps::E2FSPROGS])?;
-        crate::step(&format!("making the disk {} (ext2, 64 MiB)", path.display()));
+        crate::step(&format!("making the disk {} (ext2, {mib} MiB)", path.display()));
         crate::run_command(
-            std::process::Command::new("mke2fs").args(["-q", "-t", "ext2", "-L", "tutti", "-F"]).arg(&path).arg("64M"),
+            std::process::Command::new("mke2fs")
+                .args(["-q", "-t", "ext2", "-L", "tutti", "-F"])
+                .arg(path)
+                .arg(format!("{mib}M")),
         )?;
     }
-    Ok(path)
+    Ok(path.to_path_buf())
 }
 
 /// `machine` with the devices of `cargo xtask run`: the disk (virtio-blk) and user-mode

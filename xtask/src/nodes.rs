@@ -39,14 +39,7 @@ fn nodes_dir() -> PathBuf {
 
 /// A persistent ext2 disk for guest `i`, made the first time.
 fn node_disk(i: usize) -> Result<PathBuf, Failure> {
-    let path = nodes_dir().join(format!("node{i}.img"));
-    if !path.exists() {
-        crate::deps::ensure(&[crate::deps::E2FSPROGS])?;
-        crate::run_command(
-            Command::new("mke2fs").args(["-q", "-t", "ext2", "-L", "tutti", "-F"]).arg(&path).arg("32M"),
-        )?;
-    }
-    Ok(path)
+    image::persistent_disk(&nodes_dir().join(format!("node{i}.img")), 32)
 }
 
 fn node_archive(base: &Path, i: usize) -> Result<PathBuf, Failure> {

@@ -42,15 +42,6 @@ const TARGET_MS: f64 = 20.0;
 const FILE_BYTES: usize = 4 << 20;
 const WAIT: Duration = Duration::from_secs(90);
 
-/// The echo service added to node0 for the TCP baseline.
-const ECHO: &str = "
-service echo
-    program /bin/net_echo
-    priority 10
-    restart never
-    endpoint net
-";
-
 fn wait(guest: &mut Running, needle: &str) -> Result<String, Failure> {
     guest
         .wait_for(needle, WAIT)
@@ -174,7 +165,8 @@ pub fn run(_options: &Options) -> Result<Report, Failure> {
     for i in 0..2 {
         let mut m = node_manifest(&manifest, i).ok_or_else(|| Failure("the manifest has no net or softbus".into()))?;
         if i == 0 {
-            m.push_str(ECHO);
+            // The echo service of the TCP baseline.
+            m.push_str(harness::net::ECHO_SERVICE);
         }
         let archive = work.join(format!("node{i}.cpio"));
         std::fs::write(&archive, shell_command::with_manifest_and_files(&bytes, &m, &[])?)?;

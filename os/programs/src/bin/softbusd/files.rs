@@ -233,20 +233,28 @@ impl Files {
     }
 }
 
-/// The size and SHA-256 of `file`, read through once.
-fn hash(file: &fs::File<'static>) -> Result<(u64, [u8; 32]), fs::Error> {
+/// The SHA-256 state over the first `limit` bytes of `file` (or all of it, if shorter), read
+/// through once, and how many bytes that was.
+fn hash_prefix(file: &fs::File<'static>, limit: u64) -> Result<(u64, Sha256), fs::Error> {
     let mut hasher = Sha256::new();
     let mut buf = alloc::vec![0u8; 16 * 1024];
     let mut at = 0u64;
-    loop {
+    while at < limit {
         let n = file.read_at(at, &mut buf)?;
         if n == 0 {
             break;
         }
+        let n = n.min(usize::try_from(limit - at).unwrap_or(usize::MAX));
         hasher.update(&buf[..n]);
         at += n as u64;
     }
-    Ok((at, hasher.finalize().into()))
+    Ok((at, hasher))
+}
+
+/// The size and SHA-256 of `file`.
+fn hash(file: &fs::File<'static>) -> Result<(u64, [u8; 32]), fs::Error> {
+    let (size, hasher) = hash_prefix(file, u64::MAX)?;
+    Ok((size, hasher.finalize().into()))
 }
 
 fn write_all(file: &fs::File<'static>, mut offset: u64, mut bytes: &[u8]) -> Result<(), fs::Error> {
@@ -275,19 +283,7 @@ fn open(fs: &'static Fs, dir: &str, offer: FileOffer) -> Result<Incoming, String
         file.truncate(0).map_err(fail)?;
         have = 0;
     }
-    let mut prefix = Sha256::new();
-    let mut buf = alloc::vec![0u8; 16 * 1024];
-    let mut at = 0;
-    while at < have {
-        let n = file.read_at(at, &mut buf).map_err(fail)?;
-        if n == 0 {
-            break;
-        }
-        let n = n.min((have - at) as usize);
-        prefix.update(&buf[..n]);
-        at += n as u64;
-    }
-    let have = at;
+    let (have, prefix) = hash_prefix(&file, have).map_err(fail)?;
     if have > 0 {
         rt::log::info!("resuming {} at {have} of {} bytes", offer.name, offer.size);
     }

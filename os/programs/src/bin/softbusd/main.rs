@@ -347,7 +347,7 @@ fn run() -> Result<(), String> {
     loop {
         let now = bus.now();
         bus.discover(&udp, &targets, now);
-        accept(&mut bus, &listener, &mut links, now);
+        accept(&listener, &mut links, now);
         for link in links.iter_mut() {
             link.pump(&mut bus, now);
         }
@@ -373,7 +373,7 @@ fn run() -> Result<(), String> {
 }
 
 /// Takes the connections waiting at the listener.
-fn accept(bus: &mut Bus, listener: &TcpListener<'static>, links: &mut Vec<Link>, now: Instant) {
+fn accept(listener: &TcpListener<'static>, links: &mut Vec<Link>, now: Instant) {
     while links.len() < MAX_LINKS {
         match listener.accept(0) {
             Ok(stream) => links.push(Link::incoming(stream, now)),
@@ -384,7 +384,6 @@ fn accept(bus: &mut Bus, listener: &TcpListener<'static>, links: &mut Vec<Link>,
             }
         }
     }
-    let _ = bus;
 }
 
 impl Bus {
@@ -456,7 +455,7 @@ impl Bus {
 
     /// Adds a freshly paired device to the trust store and saves it.
     fn trust_paired(&mut self, peer: PairedPeer) -> Result<(), String> {
-        let device = TrustedDevice::from_paired(peer, self.store.unix_now());
+        let device = TrustedDevice::from_paired(peer, self.unix_now());
         self.trust.add(device).map_err(|e| format!("cannot trust the device: {e}"))?;
         self.store.save_trust(&self.trust)
     }
@@ -709,26 +708,21 @@ impl Bus {
         };
         if badge & PROXY_BIT != 0 && !matches!(request, Request::Open | Request::Call { .. }) {
             let f = Failure::new(failure::BAD_REQUEST, "a remote service's endpoint takes Open and Call only");
-            let _ = sys::reply(&self.failed_response(badge, &f).encode());
-            return;
+            return reply_now(self.failed_response(badge, &f));
         }
         if let Request::Proxy { name, client } = request {
-            let reply = self.proxy(badge, name, client).encode();
-            let _ = sys::reply(&reply);
-            if let Some(cap) = reply.cap {
-                let _ = sys::cap_close(cap);
-            }
-            return;
+            return reply_now(self.proxy(badge, name, client));
         }
         if !matches!(request, Request::Open) && !self.clients.contains_key(&badge) {
-            let _ = sys::reply(&Response::NotOpen.encode());
-            return;
+            return reply_now(Response::NotOpen);
         }
         let now = self.now();
         let immediate = match request {
-            Request::Open => self.open(badge),
-            Request::Devices => self.text_response(badge, &self.devices_table(links)),
-            Request::Trust => self.text_response(badge, &self.trust_table()),
+            Request::Open => Some(self.open(badge)),
+            Request::Devices => Some(self.text_response(badge, &self.devices_table(links))),
+            Request::Trust => Some(self.text_response(badge, &self.trust_table())),
+            Request::Policy => Some(self.text_response(badge, &self.policy_table())),
+            Request::Proxy { .. } => Some(Response::NotOpen),
             Request::PairShow => {
                 let limits = PairingLimits::default();
                 let offer = PairingOffer::new(now, limits, &mut self.rng);
@@ -740,47 +734,12 @@ impl Bus {
                     limits.max_attempts
                 );
                 self.offer = Some(offer);
-                Response::Code { code, valid_s: limits.lifetime.as_secs() as u32 }
+                Some(Response::Code { code, valid_s: limits.lifetime.as_secs() as u32 })
             }
             Request::Revoke { range } => {
-                match self.text_arguments(badge, range, 1).and_then(|a| self.revoke(&a[0], links)) {
-                    Ok(text) => self.text_response(badge, &text),
-                    Err(f) => self.failed_response(badge, &f),
-                }
+                let revoked = self.text_arguments(badge, range, 1).and_then(|a| self.revoke(&a[0], links));
+                Some(self.text_or_failed(badge, revoked))
             }
-            Request::Pair { range } => match self.start_pair(badge, range, links, net, now) {
-                Ok(()) => return,
-                Err(f) => self.failed_response(badge, &f),
-            },
-            Request::Call { range, timeout_ms } => {
-                let timeout = if timeout_ms == 0 {
-                    CALL_TIMEOUT
-                } else {
-                    Duration::from_millis(u64::from(timeout_ms)).min(CALL_TIMEOUT_MAX)
-                };
-                match self.arguments(badge, range, 3) {
-                    Ok(mut parts) => {
-                        let payload = parts.pop().unwrap_or_default();
-                        let mut method = String::from_utf8(parts.pop().unwrap_or_default()).unwrap_or_default();
-                        let mut device = String::from_utf8(parts.pop().unwrap_or_default()).unwrap_or_default();
-                        // A proxy's calls go to its service on its device.
-                        if let Some((service, target)) =
-                            self.proxies.get(&(badge & !PROXY_BIT)).filter(|_| badge & PROXY_BIT != 0)
-                        {
-                            method = format!("{service}.{method}");
-                            device = target.clone();
-                        }
-                        let work = Work::Call { method, payload, timeout };
-                        match self.start_call(badge, &device, work, false, links, net, now) {
-                            Ok(()) => return,
-                            Err(f) => self.failed_response(badge, &f),
-                        }
-                    }
-                    Err(f) => self.failed_response(badge, &f),
-                }
-            }
-            Request::Policy => self.text_response(badge, &self.policy_table()),
-            Request::Proxy { .. } => Response::NotOpen,
             Request::Answer { range, allow, seconds } => {
                 let answered = self.device_capability(badge, range).and_then(|(id, capability)| {
                     if seconds > 0 {
@@ -797,10 +756,7 @@ impl Bus {
                         Ok(text)
                     }
                 });
-                match answered {
-                    Ok(text) => self.text_response(badge, &text),
-                    Err(f) => self.failed_response(badge, &f),
-                }
+                Some(self.text_or_failed(badge, answered))
             }
             Request::PolicySet { range, decision, seconds } => {
                 use svc::softbus::decision as d;
@@ -810,52 +766,74 @@ impl Bus {
                     d::ASK => Ok(Decision::Ask),
                     _ => Err(Failure::new(failure::BAD_REQUEST, "not a decision")),
                 };
-                match decision.and_then(|dec| {
+                let set = decision.and_then(|dec| {
                     let (id, capability) = self.device_capability(badge, range)?;
                     self.set_rule(id, capability, Some(dec), seconds)
-                }) {
-                    Ok(text) => self.text_response(badge, &text),
-                    Err(f) => self.failed_response(badge, &f),
-                }
+                });
+                Some(self.text_or_failed(badge, set))
             }
             Request::PolicyRemove { range } => {
-                match self
+                let removed = self
                     .device_capability(badge, range)
-                    .and_then(|(id, capability)| self.set_rule(id, capability, None, 0))
-                {
-                    Ok(text) => self.text_response(badge, &text),
-                    Err(f) => self.failed_response(badge, &f),
-                }
+                    .and_then(|(id, capability)| self.set_rule(id, capability, None, 0));
+                Some(self.text_or_failed(badge, removed))
             }
-            Request::Send { range } => match self.text_arguments(badge, range, 2) {
-                Ok(a) => match self.start_call(badge, &a[0], Work::Send { path: a[1].clone() }, false, links, net, now)
-                {
-                    Ok(()) => return,
-                    Err(f) => self.failed_response(badge, &f),
-                },
-                Err(f) => self.failed_response(badge, &f),
-            },
-            Request::Caps { range } => match self.text_arguments(badge, range, 1) {
-                Ok(a) => match self.start_call(
-                    badge,
-                    &a[0],
-                    Work::Call { method: busvc::CAPS_METHOD.into(), payload: Vec::new(), timeout: CALL_TIMEOUT },
-                    true,
-                    links,
-                    net,
-                    now,
-                ) {
-                    Ok(()) => return,
-                    Err(f) => self.failed_response(badge, &f),
-                },
-                Err(f) => self.failed_response(badge, &f),
-            },
+            Request::Pair { range } => {
+                let started = self.start_pair(badge, range, links, net, now);
+                self.failed_now(badge, started)
+            }
+            Request::Call { range, timeout_ms } => {
+                let timeout = if timeout_ms == 0 {
+                    CALL_TIMEOUT
+                } else {
+                    Duration::from_millis(u64::from(timeout_ms)).min(CALL_TIMEOUT_MAX)
+                };
+                let started = self.arguments(badge, range, 3).and_then(|mut parts| {
+                    let payload = parts.pop().unwrap_or_default();
+                    let mut method = String::from_utf8(parts.pop().unwrap_or_default()).unwrap_or_default();
+                    let mut device = String::from_utf8(parts.pop().unwrap_or_default()).unwrap_or_default();
+                    // A proxy's calls go to its service on its device.
+                    if let Some((service, target)) =
+                        self.proxies.get(&(badge & !PROXY_BIT)).filter(|_| badge & PROXY_BIT != 0)
+                    {
+                        method = format!("{service}.{method}");
+                        device = target.clone();
+                    }
+                    self.start_call(badge, &device, Work::Call { method, payload, timeout }, false, links, net, now)
+                });
+                self.failed_now(badge, started)
+            }
+            Request::Send { range } => {
+                let started = self.text_arguments(badge, range, 2).and_then(|a| {
+                    self.start_call(badge, &a[0], Work::Send { path: a[1].clone() }, false, links, net, now)
+                });
+                self.failed_now(badge, started)
+            }
+            Request::Caps { range } => {
+                let started = self.text_arguments(badge, range, 1).and_then(|a| {
+                    let work =
+                        Work::Call { method: busvc::CAPS_METHOD.into(), payload: Vec::new(), timeout: CALL_TIMEOUT };
+                    self.start_call(badge, &a[0], work, true, links, net, now)
+                });
+                self.failed_now(badge, started)
+            }
         };
-        let reply = immediate.encode();
-        let _ = sys::reply(&reply);
-        if let Some(cap) = reply.cap {
-            let _ = sys::cap_close(cap);
+        if let Some(response) = immediate {
+            reply_now(response);
         }
+    }
+
+    /// The answer of a request that gave text or failed.
+    fn text_or_failed(&self, badge: u64, result: Result<String, Failure>) -> Response {
+        match result {
+            Ok(text) => self.text_response(badge, &text),
+            Err(f) => self.failed_response(badge, &f),
+        }
+    }
+
+    /// The answer now of a request that was kept for later (`None`), or that failed at once.
+    fn failed_now(&self, badge: u64, started: Result<(), Failure>) -> Option<Response> {
+        started.err().map(|f| self.failed_response(badge, &f))
     }
 
     fn open(&mut self, badge: u64) -> Response {
@@ -1080,6 +1058,16 @@ impl Bus {
             let _ = writeln!(out, "{:<40} {:<16} {}", d.device_id.to_string(), d.name, d.paired_at);
         }
         out
+    }
+}
+
+/// Answers the request being served with `response` (a capability in it is moved: ours is
+/// closed after the reply).
+fn reply_now(response: Response) {
+    let reply = response.encode();
+    let _ = sys::reply(&reply);
+    if let Some(cap) = reply.cap {
+        let _ = sys::cap_close(cap);
     }
 }
 
