@@ -111,6 +111,43 @@ pub fn trust_store(data: &[u8]) {
     }
 }
 
+/// The methods of remote file access, by the first byte of a fuzz input.
+const STORAGE_METHODS: [&str; 10] = [
+    crate::storage::method::STAT,
+    crate::storage::method::OPEN,
+    crate::storage::method::READ,
+    crate::storage::method::WRITE,
+    crate::storage::method::READDIR,
+    crate::storage::method::MKDIR,
+    crate::storage::method::REMOVE,
+    crate::storage::method::RENAME,
+    crate::storage::method::TRUNCATE,
+    crate::storage::method::SYNC,
+];
+
+/// Decodes `data[1..]` as the payload of a remote file request (method by `data[0]`), which
+/// must re-encode to the same bytes, and as the reply to a request of each kind.
+pub fn storage(data: &[u8]) {
+    use crate::storage::{decode_reply, encode_reply, Request};
+    let Some((&first, payload)) = data.split_first() else { return };
+    let method = STORAGE_METHODS[first as usize % STORAGE_METHODS.len()];
+    if let Some(Ok(request)) = Request::decode(method, payload) {
+        assert_eq!(request.encode(), payload, "re-encoding {request:?} differs");
+    }
+    let asked = [
+        Request::Stat { path: "a" },
+        Request::Read { path: "a", offset: 0, len: 64 },
+        Request::Write { path: "a", offset: None, data: &[0; 64] },
+        Request::ReadDir { path: "", start: 0 },
+        Request::Mkdir { path: "a" },
+    ];
+    for request in &asked {
+        if let Ok(reply) = decode_reply(request, data) {
+            assert_eq!(encode_reply(&Ok(reply.clone())), data, "re-encoding {reply:?} differs");
+        }
+    }
+}
+
 /// Feeds `data` to a pairing responder (as the first frame) and to an initiator (as the
 /// answer): both must refuse garbage with an error, never panic.
 pub fn pairing(data: &[u8]) {
@@ -291,6 +328,36 @@ mod tests {
             super::trust_store(&corpus.input(core::slice::from_ref(&bytes)));
         }
         super::trust_store(&bytes);
+    }
+
+    #[test]
+    fn storage_decoders_survive_the_corpus() {
+        use crate::storage::{encode_reply, Entry, FileKind, FileStat, Reply, Request};
+        let requests = [
+            Request::Stat { path: "a/b" },
+            Request::Open { path: "f", flags: 5 },
+            Request::Read { path: "f", offset: 9, len: 100 },
+            Request::Write { path: "f", offset: Some(3), data: b"xyz" },
+            Request::Write { path: "f", offset: None, data: b"" },
+            Request::ReadDir { path: "", start: 2 },
+            Request::Remove { path: "d", dir: true },
+            Request::Rename { from: "a", to: "b/c" },
+            Request::Truncate { path: "f", size: 4 },
+        ];
+        let mut seeds: Vec<Vec<u8>> = requests
+            .iter()
+            .map(|r| {
+                let index = super::STORAGE_METHODS.iter().position(|m| *m == r.method()).unwrap_or(0) as u8;
+                [&[index][..], &r.encode()].concat()
+            })
+            .collect();
+        let stat = FileStat { kind: FileKind::Regular, size: 5, mtime: 6, mode: 0o644 };
+        let entries = alloc::vec![Entry { name: "n".into(), kind: FileKind::Directory, size: 0 }];
+        for reply in [Reply::Stat(stat), Reply::Data(b"ab".to_vec()), Reply::Written { len: 2, end: 9 }] {
+            seeds.push(encode_reply(&Ok(reply)));
+        }
+        seeds.push(encode_reply(&Ok(Reply::Entries { entries, more: true })));
+        run(&seeds, super::storage);
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub mod pubsub;
 pub mod rng;
 pub mod rpc;
 pub mod session;
+pub mod storage;
 pub mod stream;
 pub mod time;
 pub mod trust;

@@ -88,7 +88,7 @@ pub fn base_manifest() -> String {
         if trimmed.starts_with("service ") {
             skipping = trimmed == "service softbus";
         }
-        if !skipping && trimmed != "endpoint softbus" {
+        if !skipping && trimmed != "endpoint softbus" && trimmed != "arg remote=/remote" {
             out.push_str(line);
             out.push('\n');
         }

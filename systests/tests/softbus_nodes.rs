@@ -17,9 +17,26 @@ use systests::softbus::{binaries, show_code, type_and_wait, wait, Daemon, HELLO_
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// What busybox does in B's shared directory through A's `/remote/node1`.
+const REMOTE_SCRIPT: &str = "set -e
+mkdir /remote/node1/bb
+echo piped through busybox | tr a-z A-Z > /remote/node1/bb/up.txt
+cat /remote/node1/bb/up.txt
+wc -c < /remote/node1/bb/up.txt
+ls -l /remote/node1/bb
+mv /remote/node1/bb/up.txt /remote/node1/bb/moved.txt
+rm /remote/node1/from-a.txt
+echo busybox done
+";
+
 /// Guest `i` of the segment: its own archive (static address, soft bus name `node<i>`) and disk.
 fn boot(ns: &Namespace, i: usize, disk: &Path) -> Running {
-    let manifest = node_manifest(&systests::manifest(), i).expect("the default manifest has net and softbus");
+    // Room for busybox in the Linux personality (its default quota fits small programs).
+    let base = systests::manifest().replace(
+        "program /bin/linuxd\n    priority 25\n    quota 3M",
+        "program /bin/linuxd\n    priority 25\n    quota 8M",
+    );
+    let manifest = node_manifest(&base, i).expect("the default manifest has net and softbus");
     let archive = systests::archive_with_manifest(&format!("softbus-node{i}.cpio"), Some(&manifest));
     ns.node(systests::tutti("").initrd(archive).memory("64M"), i, disk)
         .deadline(Duration::from_secs(300))
@@ -33,7 +50,12 @@ fn two_guests_and_a_host_form_one_device_network() {
     let bins = binaries();
     let scratch =
         PathBuf::from(std::env::var_os("TUTTI_SCRATCH").expect("run with cargo xtask test")).join("softbus-nodes");
-    let (disk_a, disk_b) = (disk("softbus-node0", &[]), disk("softbus-node1", &[]));
+    let busybox = harness::linux::find_busybox().expect("the static busybox (busybox-static) is installed");
+    let busybox = std::fs::read(busybox).expect("reading busybox");
+    let (disk_a, disk_b) = (
+        disk("softbus-node0", &[("busybox", busybox), ("remote.sh", REMOTE_SCRIPT.as_bytes().to_vec())]),
+        disk("softbus-node1", &[]),
+    );
     let start = Instant::now();
     let mut a = boot(&ns, 0, &disk_a);
     let mut b = boot(&ns, 1, &disk_b);
@@ -89,6 +111,23 @@ fn two_guests_and_a_host_form_one_device_network() {
         r#"bus call node1 storage.get '{"path":"../softbus/identity.key"}'"#,
         "is not a relative path of plain names",
     );
+    // B's shared directory is mounted at /remote/node1 (docs/fs.md, "Remote mounts"): plain
+    // file operations of the native shell and of a Linux program (busybox) reach it.
+    assert!(b.type_text("write /disk/shared/from-b.txt text made on node1\n"));
+    type_and_wait(&mut a, "ls -l /remote", &format!("drwxr-xr-x {:>10} node1", 0));
+    type_and_wait(&mut a, "ls -l /remote/node1", "from-b.txt");
+    type_and_wait(&mut a, "cat /remote/node1/from-b.txt", "text made on node1");
+    assert!(a.type_text("write /remote/node1/from-a.txt native write from node0\n"));
+    type_and_wait(&mut a, "ls -l /remote/node1", &format!("{:>10} from-a.txt", 24));
+    type_and_wait(&mut b, "cat /disk/shared/from-a.txt", "native write from node0");
+    let started = Instant::now();
+    assert!(a.type_text("linux /disk/busybox sh /disk/remote.sh\n"));
+    wait(&mut a, "PIPED THROUGH BUSYBOX");
+    wait(&mut a, "busybox done");
+    println!("the busybox script on /remote/node1 took {:.1} s", started.elapsed().as_secs_f64());
+    type_and_wait(&mut b, "cat /disk/shared/bb/moved.txt", "PIPED THROUGH BUSYBOX");
+    type_and_wait(&mut b, "cat /disk/shared/from-a.txt", "from-a.txt: no such file or directory");
+    type_and_wait(&mut a, "cat /remote/nowhere/x", "/remote/nowhere/x: no such file or directory");
     let hashed = host.ok(&["call", "node0", "compute.sha256", "\"hello\""]);
     assert!(hashed.contains(HELLO_SHA256), "{hashed}");
 

@@ -9,10 +9,16 @@
 //! "content"}`, `storage.get {"path"}` → `{"path","content"}`, `storage.list {"path"?}` →
 //! `{"entries":[{"name","dir","bytes"}]}`; contents are UTF-8 text (files of any kind travel
 //! with `tutti send`). A file is at most [`MAX_FILE`] bytes.
+//!
+//! The binary methods of remote file access (`softbus::storage`, what a Tutti device's
+//! `/remote/<this host>/` sends) are served on the same directory with the same checks by the
+//! [`Backend`] implementation here; the daemon runs them itself on the directory `tutti serve
+//! --storage` shares.
 
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
+use softbus::storage::{Backend, Entry, FileError, FileKind, FileStat};
 use softbus::wire::RpcErrorCode;
 
 /// Largest file `storage.get` or `storage.put` handles.
@@ -168,6 +174,139 @@ impl Storage {
     }
 }
 
+fn file_error(e: &StorageError) -> FileError {
+    match e {
+        StorageError::BadPath(_) => FileError::InvalidPath,
+        StorageError::Escapes(_) => FileError::PermissionDenied,
+        StorageError::NotFound(_) => FileError::NotFound,
+        StorageError::Unsupported(_) | StorageError::BadRequest(_) => FileError::Unsupported,
+        StorageError::Io(_, e) => io_error(e),
+    }
+}
+
+fn io_error(e: &std::io::Error) -> FileError {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::NotFound => FileError::NotFound,
+        K::AlreadyExists => FileError::Exists,
+        K::PermissionDenied => FileError::PermissionDenied,
+        K::NotADirectory => FileError::NotDirectory,
+        K::IsADirectory => FileError::IsDirectory,
+        K::DirectoryNotEmpty => FileError::NotEmpty,
+        K::StorageFull => FileError::NoSpace,
+        K::ReadOnlyFilesystem => FileError::ReadOnly,
+        K::InvalidInput => FileError::InvalidArgument,
+        _ => FileError::Io,
+    }
+}
+
+fn file_stat(meta: &std::fs::Metadata) -> FileStat {
+    use std::os::unix::fs::PermissionsExt;
+    let kind = if meta.is_file() {
+        FileKind::Regular
+    } else if meta.is_dir() {
+        FileKind::Directory
+    } else {
+        FileKind::Other
+    };
+    let mtime =
+        meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs());
+    FileStat { kind, size: meta.len(), mtime, mode: (meta.permissions().mode() & 0o7777) as u16 }
+}
+
+impl Storage {
+    /// The real path of `rel` for the binary methods (`""`: the root).
+    fn real(&self, rel: &str, for_write: bool) -> Result<PathBuf, FileError> {
+        if rel.is_empty() {
+            return Ok(self.root.clone());
+        }
+        self.resolve(rel, for_write).map_err(|e| file_error(&e))
+    }
+}
+
+impl Backend for Storage {
+    fn stat(&mut self, rel: &str) -> Result<FileStat, FileError> {
+        let real = self.real(rel, false)?;
+        std::fs::symlink_metadata(real).map(|m| file_stat(&m)).map_err(|e| io_error(&e))
+    }
+
+    fn create(&mut self, rel: &str) -> Result<(), FileError> {
+        let real = self.real(rel, true)?;
+        std::fs::OpenOptions::new().write(true).create_new(true).open(real).map(|_| ()).map_err(|e| io_error(&e))
+    }
+
+    fn read(&mut self, rel: &str, offset: u64, len: usize) -> Result<Vec<u8>, FileError> {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::open(self.real(rel, false)?).map_err(|e| io_error(&e))?;
+        let mut out = vec![0; len];
+        let mut got = 0;
+        while got < len {
+            match file.read_at(&mut out[got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_error(&e)),
+            }
+        }
+        out.truncate(got);
+        Ok(out)
+    }
+
+    fn write(&mut self, rel: &str, offset: Option<u64>, data: &[u8]) -> Result<(u32, u64), FileError> {
+        use std::io::Write;
+        use std::os::unix::fs::FileExt;
+        let real = self.real(rel, false)?;
+        let mut file =
+            std::fs::OpenOptions::new().write(true).append(offset.is_none()).open(real).map_err(|e| io_error(&e))?;
+        match offset {
+            Some(at) => file.write_all_at(data, at),
+            None => file.write_all(data),
+        }
+        .map_err(|e| io_error(&e))?;
+        let end = file.metadata().map_err(|e| io_error(&e))?.len();
+        Ok((data.len() as u32, end))
+    }
+
+    fn list(&mut self, rel: &str) -> Result<Vec<Entry>, FileError> {
+        let dir = self.real(rel, false)?;
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| io_error(&e))? {
+            let entry = entry.map_err(|e| io_error(&e))?;
+            let Ok(name) = entry.file_name().into_string() else { continue };
+            let stat = entry.metadata().map(|m| file_stat(&m));
+            let (kind, size) = stat.map_or((FileKind::Other, 0), |s| (s.kind, s.size));
+            out.push(Entry { name, kind, size });
+        }
+        Ok(out)
+    }
+
+    fn mkdir(&mut self, rel: &str) -> Result<(), FileError> {
+        std::fs::create_dir(self.real(rel, true)?).map_err(|e| io_error(&e))
+    }
+
+    fn remove(&mut self, rel: &str, dir: bool) -> Result<(), FileError> {
+        let real = self.real(rel, false)?;
+        if dir { std::fs::remove_dir(real) } else { std::fs::remove_file(real) }.map_err(|e| io_error(&e))
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> Result<(), FileError> {
+        std::fs::rename(self.real(from, false)?, self.real(to, true)?).map_err(|e| io_error(&e))
+    }
+
+    fn truncate(&mut self, rel: &str, size: u64) -> Result<(), FileError> {
+        let file = std::fs::OpenOptions::new().write(true).open(self.real(rel, false)?).map_err(|e| io_error(&e))?;
+        file.set_len(size).map_err(|e| io_error(&e))
+    }
+
+    fn sync(&mut self, rel: &str) -> Result<(), FileError> {
+        let real = self.real(rel, false)?;
+        if real.is_file() {
+            std::fs::File::open(real).and_then(|f| f.sync_all()).map_err(|e| io_error(&e))?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +337,25 @@ mod tests {
         assert_eq!(err.code(), RpcErrorCode::INVALID_ARGUMENT);
         let err = s.serve("storage.get", br#"{"path":"out/secret"}"#).unwrap_err();
         assert_eq!(err.code(), RpcErrorCode::PERMISSION_DENIED);
+        // The binary methods of remote file access, on the same directory and rules.
+        use softbus::storage::{decode_reply, serve, Reply, Request};
+        let mut s = s;
+        let mut call = |r: Request<'_>| decode_reply(&r, &serve(&mut s, r.method(), &r.encode()).unwrap());
+        let write = Request::Write { path: "sub/bin", offset: None, data: &[0, 255, 7] };
+        assert_eq!(call(write.clone()), Err(FileError::NotFound));
+        assert!(call(Request::Open { path: "sub/bin", flags: softbus::storage::open::CREATE }).is_ok());
+        assert_eq!(call(write), Ok(Reply::Written { len: 3, end: 3 }));
+        assert_eq!(call(Request::Read { path: "sub/bin", offset: 1, len: 10 }), Ok(Reply::Data(vec![255, 7])));
+        assert_eq!(call(Request::Stat { path: "out/secret" }), Err(FileError::PermissionDenied));
+        assert_eq!(call(Request::Read { path: "out/secret", offset: 0, len: 1 }), Err(FileError::PermissionDenied));
+        assert_eq!(call(Request::Mkdir { path: "out/new" }), Err(FileError::PermissionDenied));
+        assert_eq!(call(Request::Remove { path: "sub", dir: true }), Err(FileError::NotEmpty));
+        assert_eq!(call(Request::Rename { from: "sub/bin", to: "sub/moved" }), Ok(Reply::Done));
+        let Ok(Reply::Entries { entries, more: false }) = call(Request::ReadDir { path: "sub", start: 0 }) else {
+            panic!("no listing")
+        };
+        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["moved", "note.txt"]);
         std::fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -50,6 +50,9 @@ pub enum Error {
     CrossDevice,
     NoMemory,
     NotSymlink,
+    /// The path continues in a forwarded mount, which another server serves: what to ask it
+    /// is [`Vfs::take_forward`].
+    Forwarded,
 }
 
 impl core::fmt::Display for Error {
@@ -188,6 +191,66 @@ pub struct Mount {
     pub fs: Box<dyn FileSystem>,
     /// The directory it covers and its name there (`None` for `/`).
     covers: Option<(Loc, Vec<u8>)>,
+    /// Served elsewhere ([`Vfs::mount_forward`]).
+    pub forward: bool,
+}
+
+/// Where a path led into a forwarded mount.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Forward {
+    /// The mount.
+    pub mount: usize,
+    /// The rest of the path inside it, absolute from its root (`/` for the root itself),
+    /// `.` and `..` applied.
+    pub path: Vec<u8>,
+    /// The second path of a rename, when both lead into the same forwarded mount.
+    pub second: Option<Vec<u8>>,
+}
+
+/// The stand-in of a forwarded mount: an empty read-only directory (what `Mounts` and
+/// `StatFs` show; no operation reaches it, since resolution stops at its root).
+struct Elsewhere(&'static str);
+
+impl FileSystem for Elsewhere {
+    fn fs_type(&self) -> &'static str {
+        self.0
+    }
+    fn root(&self) -> NodeId {
+        1
+    }
+    fn read_only(&self) -> bool {
+        true
+    }
+    fn statfs(&mut self) -> StatFs {
+        StatFs::default()
+    }
+    fn lookup(&mut self, _dir: NodeId, _name: &[u8]) -> Result<NodeId> {
+        Err(Error::NotFound)
+    }
+    fn stat(&mut self, node: NodeId) -> Result<Stat> {
+        Ok(Stat {
+            ino: node,
+            kind: Kind::Directory,
+            mode: 0o755,
+            nlink: 2,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            blocks: 0,
+            atime: 0,
+            mtime: 0,
+            ctime: 0,
+        })
+    }
+    fn read(&mut self, _node: NodeId, _offset: u64, _buf: &mut [u8]) -> Result<usize> {
+        Err(Error::IsDirectory)
+    }
+    fn readdir(&mut self, _dir: NodeId, _cookie: u64) -> Result<Option<(DirEntry, u64)>> {
+        Ok(None)
+    }
+    fn readlink(&mut self, _node: NodeId) -> Result<Vec<u8>> {
+        Err(Error::NotSymlink)
+    }
 }
 
 /// `Open` options.
@@ -205,6 +268,8 @@ pub struct OpenOptions {
 /// The mount table and path resolution.
 pub struct Vfs {
     mounts: Vec<Mount>,
+    /// Set when a resolution ended in a forwarded mount (`Error::Forwarded`).
+    forwarded: Option<Forward>,
 }
 
 /// The longest chain of components a resolution works through (symbolic links add theirs).
@@ -213,7 +278,10 @@ const PENDING_MAX: usize = 4096;
 impl Vfs {
     /// A tree with `root` mounted at `/`.
     pub fn new(root: Box<dyn FileSystem>) -> Vfs {
-        Vfs { mounts: alloc::vec![Mount { path: b"/".to_vec(), fs: root, covers: None }] }
+        Vfs {
+            mounts: alloc::vec![Mount { path: b"/".to_vec(), fs: root, covers: None, forward: false }],
+            forwarded: None,
+        }
     }
 
     /// Mounts `fs` on the directory `path` (which must exist); its index.
@@ -227,8 +295,22 @@ impl Vfs {
             return Err(Error::Busy);
         }
         let normal = path::normalize(path)?;
-        self.mounts.push(Mount { path: normal, fs, covers: Some((dir, name)) });
+        self.mounts.push(Mount { path: normal, fs, covers: Some((dir, name)), forward: false });
         Ok(self.mounts.len() - 1)
+    }
+
+    /// Mounts a tree served by another server on the directory `path`: every operation whose
+    /// path leads into it fails with [`Error::Forwarded`], and [`Vfs::take_forward`] says what
+    /// to ask that server. `fs_type` is what `Mounts` shows.
+    pub fn mount_forward(&mut self, path: &[u8], fs_type: &'static str) -> Result<usize> {
+        let index = self.mount(path, Box::new(Elsewhere(fs_type)))?;
+        self.mounts[index].forward = true;
+        Ok(index)
+    }
+
+    /// Where the last `Error::Forwarded` led (once).
+    pub fn take_forward(&mut self) -> Option<Forward> {
+        self.forwarded.take()
     }
 
     pub fn mounts(&self) -> &[Mount] {
@@ -294,6 +376,13 @@ impl Vfs {
             }
             let top = *stack.last().ok_or(Error::InvalidPath)?;
             let next = self.lookup_in(top, &c)?;
+            if self.mounts[next.mount].forward {
+                if self.forward_rest(next.mount, &mut pending) {
+                    return Err(Error::Forwarded);
+                }
+                // A `..` led out of it again: on from the directory it is mounted in.
+                continue;
+            }
             let last = pending.is_empty();
             if (!last || follow_last) && next.mount == top.mount && self.kind(next)? == Kind::Symlink {
                 links += 1;
@@ -321,6 +410,43 @@ impl Vfs {
         stack.last().copied().ok_or(Error::InvalidPath)
     }
 
+    /// At the root of the forwarded mount `mount`, with `pending` components left: records
+    /// the rest (`.` and `..` applied as text: the other server has no symbolic links for
+    /// this one to follow) and returns true, or, if a `..` climbs out of the mount, consumes
+    /// the components up to it and returns false.
+    fn forward_rest(&mut self, mount: usize, pending: &mut VecDeque<Vec<u8>>) -> bool {
+        let mut rest: Vec<&[u8]> = Vec::new();
+        let mut out_at = None;
+        for (i, c) in pending.iter().enumerate() {
+            if c == b"." {
+                continue;
+            }
+            if c == b".." {
+                if rest.pop().is_none() {
+                    out_at = Some(i);
+                    break;
+                }
+                continue;
+            }
+            rest.push(c);
+        }
+        if let Some(i) = out_at {
+            pending.drain(..=i);
+            return false;
+        }
+        let mut path = Vec::new();
+        for c in &rest {
+            path.push(b'/');
+            path.extend_from_slice(c);
+        }
+        if path.is_empty() {
+            path.push(b'/');
+        }
+        pending.clear();
+        self.forwarded = Some(Forward { mount, path, second: None });
+        true
+    }
+
     /// The node `path` names.
     pub fn resolve(&mut self, path: &[u8], follow: bool) -> Result<Loc> {
         let components = path::components(path)?;
@@ -334,7 +460,18 @@ impl Vfs {
         if name == b"." || name == b".." {
             return Err(Error::InvalidPath);
         }
-        let dir = self.walk(components, true)?;
+        let dir = match self.walk(components, true) {
+            Err(Error::Forwarded) => {
+                if let Some(f) = self.forwarded.as_mut() {
+                    if f.path != b"/" {
+                        f.path.push(b'/');
+                    }
+                    f.path.extend_from_slice(&name);
+                }
+                return Err(Error::Forwarded);
+            }
+            other => other?,
+        };
         if self.kind(dir)? != Kind::Directory {
             return Err(Error::NotDirectory);
         }
@@ -479,8 +616,21 @@ impl Vfs {
     }
 
     pub fn rename(&mut self, from: &[u8], to: &[u8]) -> Result<()> {
-        let (from_dir, from_name) = self.parent(from)?;
-        let (to_dir, to_name) = self.parent(to)?;
+        let first = self.parent(from);
+        let first_forward = self.forwarded.take();
+        let second = self.parent(to);
+        let second_forward = self.forwarded.take();
+        match (first_forward, second_forward) {
+            (Some(mut a), Some(b)) if a.mount == b.mount => {
+                a.second = Some(b.path);
+                self.forwarded = Some(a);
+                return Err(Error::Forwarded);
+            }
+            (None, None) => {}
+            // One side elsewhere (or two different servers).
+            _ => return Err(Error::CrossDevice),
+        }
+        let ((from_dir, from_name), (to_dir, to_name)) = (first?, second?);
         if self.is_mount_point(from_dir, &from_name) || self.is_mount_point(to_dir, &to_name) {
             return Err(Error::Busy);
         }

@@ -180,6 +180,52 @@ fn symbolic_links_resolve_with_a_bound() {
     assert_eq!(v.symlink(b"", b"/empty"), Err(Error::InvalidPath));
 }
 
+/// The forwarded path of an operation that must be forwarded.
+fn forwarded<T: core::fmt::Debug>(v: &mut Vfs, result: Result<T>) -> (Vec<u8>, Option<Vec<u8>>) {
+    assert_eq!(result.map(|_| ()).unwrap_err(), Error::Forwarded);
+    let f = v.take_forward().expect("a forward");
+    assert_eq!(f.mount, 2);
+    (f.path, f.second)
+}
+
+#[test]
+fn a_forwarded_mount_hands_its_paths_on() {
+    let mut v = vfs();
+    v.mkdir(b"/remote", 0o755).unwrap();
+    v.mkdir(b"/local", 0o755).unwrap();
+    assert_eq!(v.mount_forward(b"/remote", "softbus").unwrap(), 2);
+    assert_eq!(v.mounts()[2].fs.fs_type(), "softbus");
+    let p = |path: &[u8]| path.to_vec();
+    let r = v.stat(b"/remote", true);
+    assert_eq!(forwarded(&mut v, r), (p(b"/"), None));
+    let r = v.stat(b"/remote/b/x", true);
+    assert_eq!(forwarded(&mut v, r), (p(b"/b/x"), None));
+    let r = v.stat(b"//remote/./b/../c/", true);
+    assert_eq!(forwarded(&mut v, r), (p(b"/c"), None));
+    // A `..` out of the mount goes on locally.
+    assert_eq!(v.stat(b"/remote/../local", true).unwrap().kind, Kind::Directory);
+    assert_eq!(v.stat(b"/remote/b/../../boot/etc/version", true).unwrap().size, 10);
+    assert!(v.take_forward().is_none());
+    // Through a symbolic link, and for the operations that name a parent.
+    v.symlink(b"/remote/b", b"/local/b").unwrap();
+    let r = v.open(b"/local/b/new", RW, 0o644);
+    assert_eq!(forwarded(&mut v, r), (p(b"/b/new"), None));
+    let r = v.mkdir(b"/remote/b/d", 0o755);
+    assert_eq!(forwarded(&mut v, r), (p(b"/b/d"), None));
+    let r = v.unlink(b"/remote/x");
+    assert_eq!(forwarded(&mut v, r), (p(b"/x"), None));
+    let r = v.rename(b"/remote/b/1", b"/local/b/2");
+    assert_eq!(forwarded(&mut v, r), (p(b"/b/1"), Some(p(b"/b/2"))));
+    // The mount point itself is not the other server's to remove; across mounts is refused.
+    assert_eq!(v.rmdir(b"/remote"), Err(Error::Busy));
+    assert_eq!(v.mkdir(b"/remote", 0o755), Err(Error::Exists));
+    v.open(b"/local/f", RW, 0o644).unwrap();
+    assert_eq!(v.rename(b"/local/f", b"/remote/f"), Err(Error::CrossDevice));
+    assert_eq!(v.rename(b"/remote/f", b"/local/g"), Err(Error::CrossDevice));
+    assert!(v.take_forward().is_none());
+    assert_eq!(names(&mut v, b"/"), [b"boot".to_vec(), b"remote".to_vec(), b"local".to_vec()]);
+}
+
 /// A disk in memory, shared with the test.
 struct Mem(std::rc::Rc<core::cell::RefCell<Vec<u8>>>);
 

@@ -30,6 +30,8 @@ pub const BUFFER_MAX: u64 = 64 * 1024;
 pub const BUFFER_DEFAULT: u64 = 16 * 1024;
 /// How long [`Fs`] waits for the service to (re)appear in the name service.
 pub const CONNECT_WAIT_NS: u64 = 5_000_000_000;
+/// How long [`Fs`] waits for the soft bus server when a path leads into a remote mount.
+pub const REMOTE_CONNECT_WAIT_NS: u64 = 2_000_000_000;
 /// The timeout of one request.
 pub const CALL_TIMEOUT_NS: u64 = 30_000_000_000;
 
@@ -114,9 +116,13 @@ pub enum Error {
     Protocol = 26,
     /// The entry is not a symbolic link (`Readlink`).
     NotSymlink = 27,
+    /// The path leads into a mount another server serves (client side: [`Fs`] follows it).
+    Redirected = 28,
+    /// The remote device's policy, or its user, refused (remote mounts).
+    PermissionDenied = 29,
 }
 
-const ERRORS: [Error; 27] = [
+const ERRORS: [Error; 29] = [
     Error::NotFound,
     Error::Exists,
     Error::NotDirectory,
@@ -144,6 +150,8 @@ const ERRORS: [Error; 27] = [
     Error::TimedOut,
     Error::Protocol,
     Error::NotSymlink,
+    Error::Redirected,
+    Error::PermissionDenied,
 ];
 
 impl Error {
@@ -155,27 +163,28 @@ impl Error {
     /// The Linux errno (docs/fs.md).
     pub fn errno(self) -> i32 {
         match self {
-            Error::NotFound => 2,                                                   // ENOENT
-            Error::Exists => 17,                                                    // EEXIST
-            Error::NotDirectory => 20,                                              // ENOTDIR
-            Error::IsDirectory => 21,                                               // EISDIR
-            Error::NotEmpty => 39,                                                  // ENOTEMPTY
-            Error::NoSpace => 28,                                                   // ENOSPC
-            Error::NameTooLong => 36,                                               // ENAMETOOLONG
-            Error::InvalidPath | Error::InvalidArgument | Error::NotSymlink => 22,  // EINVAL
-            Error::ReadOnly => 30,                                                  // EROFS
-            Error::TooBig => 27,                                                    // EFBIG
-            Error::Busy => 16,                                                      // EBUSY
-            Error::BadHandle | Error::NoSession => 9,                               // EBADF
-            Error::TooManyOpen => 24,                                               // EMFILE
-            Error::Loop => 40,                                                      // ELOOP
-            Error::Io | Error::Corrupt | Error::Unavailable | Error::Protocol => 5, // EIO
-            Error::Unsupported => 95,                                               // EOPNOTSUPP
-            Error::Stale => 116,                                                    // ESTALE
-            Error::CrossDevice => 18,                                               // EXDEV
-            Error::OutOfRange => 14,                                                // EFAULT
-            Error::NoMemory => 12,                                                  // ENOMEM
-            Error::TimedOut => 110,                                                 // ETIMEDOUT
+            Error::NotFound => 2,                                                  // ENOENT
+            Error::Exists => 17,                                                   // EEXIST
+            Error::NotDirectory => 20,                                             // ENOTDIR
+            Error::IsDirectory => 21,                                              // EISDIR
+            Error::NotEmpty => 39,                                                 // ENOTEMPTY
+            Error::NoSpace => 28,                                                  // ENOSPC
+            Error::NameTooLong => 36,                                              // ENAMETOOLONG
+            Error::InvalidPath | Error::InvalidArgument | Error::NotSymlink => 22, // EINVAL
+            Error::ReadOnly => 30,                                                 // EROFS
+            Error::TooBig => 27,                                                   // EFBIG
+            Error::Busy => 16,                                                     // EBUSY
+            Error::BadHandle | Error::NoSession => 9,                              // EBADF
+            Error::TooManyOpen => 24,                                              // EMFILE
+            Error::Loop => 40,                                                     // ELOOP
+            Error::Io | Error::Corrupt | Error::Unavailable | Error::Protocol | Error::Redirected => 5, // EIO
+            Error::Unsupported => 95,                                              // EOPNOTSUPP
+            Error::Stale => 116,                                                   // ESTALE
+            Error::CrossDevice => 18,                                              // EXDEV
+            Error::OutOfRange => 14,                                               // EFAULT
+            Error::NoMemory => 12,                                                 // ENOMEM
+            Error::TimedOut => 110,                                                // ETIMEDOUT
+            Error::PermissionDenied => 13,                                         // EACCES
         }
     }
 
@@ -209,6 +218,8 @@ impl Error {
             Error::TimedOut => "file service timed out",
             Error::Protocol => "protocol error",
             Error::NotSymlink => "not a symbolic link",
+            Error::Redirected => "served by another server",
+            Error::PermissionDenied => "permission denied",
         }
     }
 }
@@ -291,6 +302,10 @@ rt::protocol! {
             Entries { count: u32, len: u32, cookie: u64 } = 9,
             NoMore = 10,
             Failed { error: Error } = 11,
+            /// The path leads into a mount served by the soft bus server (`/remote`): ask it,
+            /// with the path(s) inside that mount at these ranges (`second` is empty but for a
+            /// rename). See docs/fs.md, "Remote mounts".
+            Redirect { path: BufRange, second: BufRange } = 12,
         }
     }
 }
@@ -530,6 +545,17 @@ struct Conn {
     buffer: SharedBuffer,
     /// Counts (re)connections: handles remember the one they were opened in.
     generation: u64,
+    /// The paths of the latest `Redirect` answer.
+    redirect: RefCell<Option<(String, Option<String>)>>,
+}
+
+/// Which server a handle belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// The file-system service.
+    Local,
+    /// The soft bus server, for paths under a remote mount (`/remote`).
+    Remote,
 }
 
 impl Drop for Conn {
@@ -543,6 +569,10 @@ impl Drop for Conn {
 pub struct Fs {
     names: RefCell<Option<Client<Names>>>,
     conn: RefCell<Conn>,
+    /// The soft bus server's file session, made at the first redirect.
+    remote: RefCell<Option<Conn>>,
+    /// Remote connections made so far (the generation of the next one).
+    remote_generation: core::cell::Cell<u64>,
 }
 
 /// `Attach` and `Buffer` on `endpoint` (which the caller keeps).
@@ -561,7 +591,7 @@ fn attach(endpoint: Handle, generation: u64) -> Result<Conn, Error> {
         Err(e) => Err(ipc_error(e)),
     };
     match buffer {
-        Ok(buffer) => Ok(Conn { session, buffer, generation }),
+        Ok(buffer) => Ok(Conn { session, buffer, generation, redirect: RefCell::new(None) }),
         Err(e) => {
             let _ = sys::cap_close(session);
             Err(e)
@@ -599,13 +629,22 @@ impl Fs {
         let endpoint = lookup(&mut names)?;
         let conn = attach(endpoint, 1);
         let _ = sys::cap_close(endpoint);
-        Ok(Fs { names: RefCell::new(Some(names)), conn: RefCell::new(conn?) })
+        Ok(Fs::with_conn(Some(names), conn?))
     }
 
     /// Attaches through `endpoint` (the service's endpoint, which the caller keeps), without
     /// the name service: no reconnection after a restart.
     pub fn with_endpoint(endpoint: Handle) -> Result<Fs, Error> {
-        Ok(Fs { names: RefCell::new(None), conn: RefCell::new(attach(endpoint, 1)?) })
+        Ok(Fs::with_conn(None, attach(endpoint, 1)?))
+    }
+
+    fn with_conn(names: Option<Client<Names>>, conn: Conn) -> Fs {
+        Fs {
+            names: RefCell::new(names),
+            conn: RefCell::new(conn),
+            remote: RefCell::new(None),
+            remote_generation: core::cell::Cell::new(0),
+        }
     }
 
     /// The size of the shared buffer: the most bytes one request moves.
@@ -637,32 +676,109 @@ impl Fs {
         }
     }
 
-    /// Runs `op` for a handle of connection `generation`: `Stale` if that connection is gone.
-    fn on_handle<T>(&self, generation: u64, op: impl FnOnce(&Conn) -> Result<T, Error>) -> Result<T, Error> {
-        if self.conn.borrow().generation != generation {
-            return Err(Error::Stale);
-        }
-        let result = op(&self.conn.borrow());
+    /// Runs `op` for a handle of connection `generation` of `route`: `Stale` if that
+    /// connection is gone.
+    fn on_handle<T>(
+        &self,
+        route: Route,
+        generation: u64,
+        op: impl FnOnce(&Conn) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let result = match route {
+            Route::Local => {
+                let conn = self.conn.borrow();
+                if conn.generation != generation {
+                    return Err(Error::Stale);
+                }
+                op(&conn)
+            }
+            Route::Remote => {
+                let remote = self.remote.borrow();
+                match remote.as_ref() {
+                    Some(conn) if conn.generation == generation => op(conn),
+                    _ => return Err(Error::Stale),
+                }
+            }
+        };
         match result {
             Err(Error::Unavailable) => {
                 // Later path operations work again; this handle does not.
-                let _ = self.reconnect();
+                match route {
+                    Route::Local => {
+                        let _ = self.reconnect();
+                    }
+                    Route::Remote => *self.remote.borrow_mut() = None,
+                }
                 Err(Error::Stale)
             }
+            Err(Error::Redirected) => Err(Error::Protocol),
             other => other,
         }
     }
 
+    /// A file session with the soft bus server (docs/fs.md, "Remote mounts"): `softbus` from
+    /// the name service (the caller's manifest entry needs `endpoint softbus`), its `Files`
+    /// endpoint, `Attach` and `Buffer` there.
+    fn connect_remote(&self) -> Result<(), Error> {
+        use crate::softbus::{Request as BusRequest, Response as BusResponse, SoftBus};
+        let mut names = self.names.borrow_mut();
+        let Some(names) = names.as_mut() else { return Err(Error::Unavailable) };
+        let bus = crate::lookup(names, "softbus", REMOTE_CONNECT_WAIT_NS).map_err(|_| Error::Unavailable)?;
+        let files = Client::<SoftBus>::new(bus).call(&BusRequest::Files, CALL_TIMEOUT_NS);
+        let _ = sys::cap_close(bus);
+        let endpoint = match files.map_err(ipc_error)? {
+            BusResponse::Files { endpoint } => endpoint.0,
+            _ => return Err(Error::Unavailable),
+        };
+        let generation = self.remote_generation.get() + 1;
+        self.remote_generation.set(generation);
+        let conn = attach(endpoint, generation);
+        let _ = sys::cap_close(endpoint);
+        *self.remote.borrow_mut() = Some(conn?);
+        Ok(())
+    }
+
+    /// Runs `op` with `paths` on the file-system service; if it redirects, with the paths it
+    /// gave on the soft bus server (connecting, or reconnecting once after a restart). Which
+    /// server answered comes back with the result.
+    fn routed<T>(&self, paths: &[&str], op: impl Fn(&Conn, &[&str]) -> Result<T, Error>) -> Result<(T, Route), Error> {
+        match self.retry(|c| op(c, paths)) {
+            Err(Error::Redirected) => {}
+            other => return other.map(|t| (t, Route::Local)),
+        }
+        let (first, second) = self.conn.borrow().redirect.take().ok_or(Error::Protocol)?;
+        let mut inside: Vec<&str> = alloc::vec![first.as_str()];
+        inside.extend(second.as_deref());
+        if inside.len() != paths.len() {
+            return Err(Error::Protocol);
+        }
+        for attempt in 0..2 {
+            if self.remote.borrow().is_none() {
+                self.connect_remote()?;
+            }
+            let result = match self.remote.borrow().as_ref() {
+                Some(conn) => op(conn, &inside),
+                None => Err(Error::Unavailable),
+            };
+            match result {
+                Err(Error::Unavailable | Error::NoSession) if attempt == 0 => *self.remote.borrow_mut() = None,
+                Err(Error::Redirected) => return Err(Error::Protocol),
+                other => return other.map(|t| (t, Route::Remote)),
+            }
+        }
+        Err(Error::Unavailable)
+    }
+
     /// Opens `path` with `flags` (module [`flags`]); `mode` for a file it creates.
     pub fn open(&self, path: &str, flags: u32, mode: u16) -> Result<File<'_>, Error> {
-        let (handle, kind, size, generation) = self.retry(|c| {
-            let path = c.put(0, path.as_bytes())?;
+        let ((handle, kind, size, generation), route) = self.routed(&[path], |c, p| {
+            let path = c.put(0, p[0].as_bytes())?;
             match c.call(&Request::Open { path, flags, mode })? {
                 Response::Opened { handle, kind, size } => Ok((handle, kind, size, c.generation)),
                 other => Err(unexpected(other)),
             }
         })?;
-        Ok(File { fs: self, handle, generation, kind: Kind::from_u8(kind), size_at_open: size, open: true })
+        Ok(File { fs: self, route, handle, generation, kind: Kind::from_u8(kind), size_at_open: size, open: true })
     }
 
     /// Metadata of `path` (following a symbolic link in the last component).
@@ -676,11 +792,12 @@ impl Fs {
     }
 
     fn stat_with(&self, path: &str, follow: bool) -> Result<Stat, Error> {
-        self.retry(|c| {
-            let path = c.put(0, path.as_bytes())?;
+        self.routed(&[path], |c, p| {
+            let path = c.put(0, p[0].as_bytes())?;
             let response = c.call(&Request::Stat { path, follow })?;
             c.stat(response)
         })
+        .map(|(stat, _)| stat)
     }
 
     /// Every entry of the directory `path` (without `.` and `..`).
@@ -699,68 +816,70 @@ impl Fs {
         Ok(out)
     }
 
-    /// A path-only request that answers `Done`.
-    fn simple(&self, make: impl Fn(&Conn) -> Result<Request, Error>) -> Result<(), Error> {
-        self.retry(|c| match c.call(&make(c)?)? {
+    /// A request on `paths` that answers `Done`.
+    fn simple(&self, paths: &[&str], make: impl Fn(&Conn, &[&str]) -> Result<Request, Error>) -> Result<(), Error> {
+        self.routed(paths, |c, p| match c.call(&make(c, p)?)? {
             Response::Done => Ok(()),
             other => Err(unexpected(other)),
         })
+        .map(|_| ())
     }
 
     pub fn mkdir(&self, path: &str, mode: u16) -> Result<(), Error> {
-        self.simple(|c| Ok(Request::Mkdir { path: c.put(0, path.as_bytes())?, mode }))
+        self.simple(&[path], |c, p| Ok(Request::Mkdir { path: c.put(0, p[0].as_bytes())?, mode }))
     }
 
     pub fn unlink(&self, path: &str) -> Result<(), Error> {
-        self.simple(|c| Ok(Request::Unlink { path: c.put(0, path.as_bytes())? }))
+        self.simple(&[path], |c, p| Ok(Request::Unlink { path: c.put(0, p[0].as_bytes())? }))
     }
 
     pub fn rmdir(&self, path: &str) -> Result<(), Error> {
-        self.simple(|c| Ok(Request::Rmdir { path: c.put(0, path.as_bytes())? }))
+        self.simple(&[path], |c, p| Ok(Request::Rmdir { path: c.put(0, p[0].as_bytes())? }))
     }
 
     pub fn rename(&self, from: &str, to: &str) -> Result<(), Error> {
-        self.simple(|c| {
-            let from = c.put(0, from.as_bytes())?;
-            let to = c.put(from.len, to.as_bytes())?;
+        self.simple(&[from, to], |c, p| {
+            let from = c.put(0, p[0].as_bytes())?;
+            let to = c.put(from.len, p[1].as_bytes())?;
             Ok(Request::Rename { from, to })
         })
     }
 
     pub fn truncate(&self, path: &str, size: u64) -> Result<(), Error> {
-        self.simple(|c| Ok(Request::Truncate { path: c.put(0, path.as_bytes())?, size }))
+        self.simple(&[path], |c, p| Ok(Request::Truncate { path: c.put(0, p[0].as_bytes())?, size }))
     }
 
     /// Creates the symbolic link `path` pointing at `target`.
     pub fn symlink(&self, target: &str, path: &str) -> Result<(), Error> {
-        self.simple(|c| {
+        self.simple(&[path], |c, p| {
             let target = c.put(0, target.as_bytes())?;
-            let path = c.put(target.len, path.as_bytes())?;
+            let path = c.put(target.len, p[0].as_bytes())?;
             Ok(Request::Symlink { target, path })
         })
     }
 
     pub fn readlink(&self, path: &str) -> Result<Vec<u8>, Error> {
-        self.retry(|c| {
-            let path = c.put(0, path.as_bytes())?;
+        self.routed(&[path], |c, p| {
+            let path = c.put(0, p[0].as_bytes())?;
             match c.call(&Request::Readlink { path })? {
                 Response::Data { len } => c.get(len),
                 other => Err(unexpected(other)),
             }
         })
+        .map(|(target, _)| target)
     }
 
     pub fn chmod(&self, path: &str, mode: u16) -> Result<(), Error> {
-        self.simple(|c| Ok(Request::Chmod { path: c.put(0, path.as_bytes())?, mode }))
+        self.simple(&[path], |c, p| Ok(Request::Chmod { path: c.put(0, p[0].as_bytes())?, mode }))
     }
 
     pub fn set_times(&self, path: &str, atime: u64, mtime: u64) -> Result<(), Error> {
-        self.simple(|c| Ok(Request::SetTimes { path: c.put(0, path.as_bytes())?, atime, mtime }))
+        self.simple(&[path], |c, p| Ok(Request::SetTimes { path: c.put(0, p[0].as_bytes())?, atime, mtime }))
     }
 
-    /// Makes every mount durable.
+    /// Makes every local mount durable (remote writes are made durable by `fsync`).
     pub fn sync(&self) -> Result<(), Error> {
-        self.simple(|_| Ok(Request::Sync))
+        self.simple(&[], |_, _| Ok(Request::Sync))
     }
 
     /// The mounts, in mount order.
@@ -838,9 +957,23 @@ fn unexpected(response: Response) -> Error {
 }
 
 impl Conn {
+    /// One request; a `Redirect` answer is kept (for [`Fs::routed`]) and gives `Redirected`.
     fn call(&self, request: &Request) -> Result<Response, Error> {
         let client = Client::<FileSystem>::new(self.session);
-        client.call(request, CALL_TIMEOUT_NS).map_err(ipc_error)
+        match client.call(request, CALL_TIMEOUT_NS).map_err(ipc_error)? {
+            Response::Redirect { path, second } => {
+                let text = |r: BufRange| -> Result<String, Error> {
+                    let mut bytes = alloc::vec![0; usize::try_from(r.len).map_err(|_| Error::Protocol)?];
+                    self.buffer.read(r.offset, &mut bytes).map_err(|e| buffer_error(e, Error::Protocol))?;
+                    String::from_utf8(bytes).map_err(|_| Error::Protocol)
+                };
+                let first = text(path)?;
+                let second = if second.len == 0 { None } else { Some(text(second)?) };
+                *self.redirect.borrow_mut() = Some((first, second));
+                Err(Error::Redirected)
+            }
+            other => Ok(other),
+        }
     }
 
     /// Puts `bytes` into the buffer at `offset`.
@@ -874,6 +1007,7 @@ impl Conn {
 /// An open file or directory. Closed on drop (errors ignored); [`File::close`] reports them.
 pub struct File<'a> {
     fs: &'a Fs,
+    route: Route,
     handle: u32,
     generation: u64,
     kind: Kind,
@@ -899,7 +1033,7 @@ impl File<'_> {
 
     fn read_op(&self, buf: &mut [u8], at: Option<u64>) -> Result<usize, Error> {
         let handle = self.handle;
-        self.fs.on_handle(self.generation, |c| {
+        self.fs.on_handle(self.route, self.generation, |c| {
             let len = buf.len().min(c.buffer.len()) as u32;
             match c.call(&Request::Read { handle, len, at })? {
                 Response::Data { len: got } if got <= len as u64 => {
@@ -926,7 +1060,7 @@ impl File<'_> {
         let mut done = 0;
         while done < data.len() {
             let at = at.map(|a| a + done as u64);
-            let n = self.fs.on_handle(self.generation, |c| {
+            let n = self.fs.on_handle(self.route, self.generation, |c| {
                 let chunk = &data[done..data.len().min(done + c.buffer.len())];
                 c.buffer.write(0, chunk).map_err(|e| buffer_error(e, Error::Protocol))?;
                 match c.call(&Request::Write { handle, len: chunk.len() as u32, at })? {
@@ -955,7 +1089,7 @@ impl File<'_> {
     /// Moves the position (module [`whence`]); the new position.
     pub fn seek(&mut self, whence: u8, offset: i64) -> Result<u64, Error> {
         let handle = self.handle;
-        self.fs.on_handle(self.generation, |c| match c.call(&Request::Seek { handle, whence, offset })? {
+        self.fs.on_handle(self.route, self.generation, |c| match c.call(&Request::Seek { handle, whence, offset })? {
             Response::Position { pos } => Ok(pos),
             other => Err(unexpected(other)),
         })
@@ -963,7 +1097,7 @@ impl File<'_> {
 
     pub fn stat(&self) -> Result<Stat, Error> {
         let handle = self.handle;
-        self.fs.on_handle(self.generation, |c| {
+        self.fs.on_handle(self.route, self.generation, |c| {
             let response = c.call(&Request::FStat { handle })?;
             c.stat(response)
         })
@@ -979,7 +1113,7 @@ impl File<'_> {
     }
 
     fn done(&self, request: Request) -> Result<(), Error> {
-        self.fs.on_handle(self.generation, |c| match c.call(&request)? {
+        self.fs.on_handle(self.route, self.generation, |c| match c.call(&request)? {
             Response::Done => Ok(()),
             other => Err(unexpected(other)),
         })
@@ -989,7 +1123,7 @@ impl File<'_> {
     /// from; no entries at the end.
     pub fn read_dir_from(&self, cookie: u64) -> Result<(Vec<DirEntry>, u64), Error> {
         let handle = self.handle;
-        self.fs.on_handle(self.generation, |c| match c.call(&Request::ReadDir { handle, cookie })? {
+        self.fs.on_handle(self.route, self.generation, |c| match c.call(&Request::ReadDir { handle, cookie })? {
             Response::Entries { count, len, cookie } => {
                 let bytes = c.get(len as u64)?;
                 let mut out = Vec::new();

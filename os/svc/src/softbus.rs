@@ -54,6 +54,9 @@ rt::protocol! {
             /// Sends a file: `range` holds `device\0path`; when the receiver confirmed it (or
             /// refused it), `Text` or `Failed`.
             Send { range: BufRange } = 14,
+            /// An endpoint speaking the file-system protocol (`svc::fs`) for the remote mount
+            /// (`/remote/<device>/...`, docs/fs.md "Remote mounts"): `Files`.
+            Files = 15,
         }
         response Response {
             Opened { buffer: Cap, len: u64 } = 1,
@@ -71,6 +74,8 @@ rt::protocol! {
             /// An endpoint for a remote service: `Open` and `Call` on it (with an empty device,
             /// and the method's name without its service) reach that service on its device.
             Proxy { endpoint: Cap } = 7,
+            /// The file-system endpoint of the remote mount (`Attach` there).
+            Files { endpoint: Cap } = 8,
         }
     }
 }

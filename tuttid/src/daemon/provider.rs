@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::permissions::CAPS_METHOD;
 use super::{lock, Shared};
 use crate::services;
+use crate::storage::Storage;
 
 /// The result of serving one request: response bytes, or an RPC error.
 pub(crate) type Served = Result<Vec<u8>, (RpcErrorCode, String)>;
@@ -53,7 +54,7 @@ pub(crate) fn capabilities(shared: &Shared) -> Vec<CapabilityDescriptor> {
         if p.storage.is_some() {
             list.push(
                 CapabilityDescriptor::new(Capability::Storage)
-                    .with("methods", "storage.get storage.list storage.put")
+                    .with("methods", "storage.get storage.list storage.put, remote files (storage.stat ...)")
                     .with("files", "tutti send"),
             );
         }
@@ -79,6 +80,18 @@ pub(crate) async fn serve(shared: Arc<Shared>, peer: DeviceId, method: String, p
     }
     if !is_provided(&method) {
         return services::serve(&method, &payload);
+    }
+    // Remote file access (binary `storage.*`): served here on the directory the provider shares.
+    if softbus::storage::Request::decode(&method, &[]).is_some() {
+        let dir = lock(&shared.provider).as_ref().filter(|p| !p.tx.is_closed()).and_then(|p| p.storage.clone());
+        let Some(dir) = dir else {
+            return Err((RpcErrorCode::UNAVAILABLE, format!("{} shares no storage directory", shared.name)));
+        };
+        let served = tokio::task::spawn_blocking(move || {
+            let mut storage = Storage::new(&dir).map_err(|e| (RpcErrorCode::UNAVAILABLE, e.to_string()))?;
+            Ok(softbus::storage::serve(&mut storage, &method, &payload).unwrap_or_default())
+        });
+        return served.await.unwrap_or_else(|e| Err((RpcErrorCode::INTERNAL, e.to_string())));
     }
     let tx = lock(&shared.provider).as_ref().filter(|p| !p.tx.is_closed()).map(|p| p.tx.clone());
     let Some(tx) = tx else {

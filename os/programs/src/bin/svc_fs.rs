@@ -156,6 +156,8 @@ fn map_error(e: vfs::Error) -> Error {
         V::CrossDevice => Error::CrossDevice,
         V::NoMemory => Error::NoMemory,
         V::NotSymlink => Error::NotSymlink,
+        // Answered with `Redirect` (`Service::handle`).
+        V::Forwarded => Error::Redirected,
     }
 }
 
@@ -184,12 +186,32 @@ impl Service {
         self.requests += 1;
         let now = self.rtc + sys::time_now().saturating_sub(self.clock_base) / 1_000_000_000;
         self.vfs.set_clock(now);
-        let reply = match request {
+        self.vfs.take_forward();
+        let mut reply = match request {
             Request::Attach => self.attach(badge),
             other => self.in_session(badge, other),
         };
+        if matches!(reply, Err(Error::Redirected)) {
+            reply = self.redirect(badge);
+        }
         self.report_problems();
         reply.unwrap_or_else(failed)
+    }
+
+    /// The answer to a request whose path led into the forwarded mount: the path(s) inside it.
+    fn redirect(&mut self, badge: u64) -> Reply {
+        let forward = self.vfs.take_forward().ok_or(Error::Io)?;
+        let mut bytes = forward.path.clone();
+        let path = BufRange { offset: 0, len: bytes.len() as u64 };
+        let second = match &forward.second {
+            Some(second) => {
+                bytes.extend_from_slice(second);
+                BufRange { offset: path.len, len: second.len() as u64 }
+            }
+            None => BufRange { offset: path.len, len: 0 },
+        };
+        self.put(badge, &bytes)?;
+        Ok(Response::Redirect { path, second })
     }
 
     /// Logs why a mount refused an operation as corrupt (once per problem).
@@ -354,7 +376,10 @@ impl Service {
             }
             Request::StatFs { path } => {
                 let path = self.path(badge, path)?;
-                let index = self.vfs.mount_of(&path).map_err(map_error)?;
+                let index = match self.vfs.mount_of(&path) {
+                    Err(vfs::Error::Forwarded) => self.vfs.take_forward().map(|f| f.mount).ok_or(Error::Io)?,
+                    other => other.map_err(map_error)?,
+                };
                 self.mount_record(badge, index)
             }
             Request::Sync => {
@@ -652,6 +677,18 @@ fn run() -> Result<i32, &'static str> {
             Err(e) => warn!("/disk not mounted: {e}"),
         },
         Err(reason) => warn!("/disk not mounted: {reason}"),
+    }
+
+    for arg in svc::arguments().unwrap_or_default() {
+        match arg.strip_prefix("remote=") {
+            Some(path) => {
+                match tree.mkdir(path.as_bytes(), 0o755).and_then(|()| tree.mount_forward(path.as_bytes(), "softbus")) {
+                    Ok(_) => info!("{path}: other devices' storage, through the soft bus server"),
+                    Err(e) => warn!("{path} not mounted: {e}"),
+                }
+            }
+            None => warn!("unknown argument {arg:?} (remote=<path>)"),
+        }
     }
 
     let endpoint = sys::endpoint_create().map_err(|_| "no endpoint")?;

@@ -20,6 +20,7 @@ extern crate alloc;
 
 mod files;
 mod link;
+mod remote;
 mod storage;
 mod store;
 
@@ -153,8 +154,17 @@ fn settings() -> Result<Settings, String> {
 pub struct Waiter {
     reply: Handle,
     badge: u64,
-    /// Render a `caps.list` answer as a table.
-    caps: bool,
+    answer: Answer,
+}
+
+/// How a waiting caller is answered.
+pub enum Answer {
+    /// With the reply bytes, text or the failure.
+    Plain,
+    /// A `caps.list` answer as a table.
+    Caps,
+    /// In the file-system protocol (the remote mount).
+    File(alloc::boxed::Box<remote::Op>),
 }
 
 /// A failure for a local caller.
@@ -202,6 +212,8 @@ pub struct Bus {
     /// Remote services looked up in the name service, by proxy number: service and device.
     proxies: BTreeMap<u64, (String, String)>,
     next_proxy: u64,
+    /// The remote mount's sessions.
+    files: core::cell::RefCell<remote::Files>,
 }
 
 /// The first and the longest wait before opening a lost session again (tuttid's defaults).
@@ -332,6 +344,7 @@ fn run() -> Result<(), String> {
         shared: if ephemeral { "/tmp/shared".into() } else { settings.shared.clone() },
         proxies: BTreeMap::new(),
         next_proxy: 0,
+        files: core::cell::RefCell::new(remote::Files::default()),
         reconnect: BTreeMap::new(),
     };
     match bus.store.fs.mkdir(&bus.shared, 0o755) {
@@ -642,19 +655,31 @@ impl Bus {
 
     /// Answers a waiting caller with `failure`.
     pub fn fail(&self, waiter: Waiter, failure: Failure) {
+        if let Answer::File(op) = waiter.answer {
+            let response = self.files.borrow_mut().complete(*op, Err(remote::bus_error(&failure)));
+            return remote::answer(waiter.reply, response);
+        }
         let response = self.failed_response(waiter.badge, &failure);
         let _ = sys::reply_with(waiter.reply, &response.encode());
     }
 
     /// Answers a waiting caller with text.
     pub fn answer_text(&self, waiter: Waiter, text: &str) {
+        if let Answer::File(op) = waiter.answer {
+            let response = self.files.borrow_mut().complete(*op, Err(svc::fs::Error::Io));
+            return remote::answer(waiter.reply, response);
+        }
         let response = self.text_response(waiter.badge, text);
         let _ = sys::reply_with(waiter.reply, &response.encode());
     }
 
     /// Answers a waiting caller with the bytes of a remote response.
     pub fn answer_reply(&self, waiter: Waiter, bytes: &[u8]) {
-        if waiter.caps {
+        if let Answer::File(op) = waiter.answer {
+            let response = self.files.borrow_mut().complete(*op, Ok(bytes));
+            return remote::answer(waiter.reply, response);
+        }
+        if matches!(waiter.answer, Answer::Caps) {
             let text = match decode_list(bytes) {
                 Ok(list) => caps_table(&list),
                 Err(e) => {
@@ -696,6 +721,9 @@ impl Bus {
 
     /// Serves one local request; answers at once, or keeps the reply for later.
     fn request(&mut self, badge: u64, message: &Message, links: &mut Vec<Link>, net: &'static Net) {
+        if badge & remote::FILES_BIT != 0 && badge & PROXY_BIT == 0 {
+            return self.file_request(badge, message, links, net);
+        }
         let request = match Request::decode(message) {
             Ok(r) => r,
             Err(e) => {
@@ -713,6 +741,13 @@ impl Bus {
         if let Request::Proxy { name, client } = request {
             return reply_now(self.proxy(badge, name, client));
         }
+        if let Request::Files = request {
+            let endpoint = self.files.borrow().endpoint(self.endpoint, badge);
+            return reply_now(match endpoint {
+                Ok(cap) => Response::Files { endpoint: Cap(cap) },
+                Err(e) => self.failed_response(badge, &Failure::new(failure::INTERNAL, format!("no endpoint: {e}"))),
+            });
+        }
         if !matches!(request, Request::Open) && !self.clients.contains_key(&badge) {
             return reply_now(Response::NotOpen);
         }
@@ -722,7 +757,7 @@ impl Bus {
             Request::Devices => Some(self.text_response(badge, &self.devices_table(links))),
             Request::Trust => Some(self.text_response(badge, &self.trust_table())),
             Request::Policy => Some(self.text_response(badge, &self.policy_table())),
-            Request::Proxy { .. } => Some(Response::NotOpen),
+            Request::Proxy { .. } | Request::Files => Some(Response::NotOpen),
             Request::PairShow => {
                 let limits = PairingLimits::default();
                 let offer = PairingOffer::new(now, limits, &mut self.rng);
@@ -799,13 +834,21 @@ impl Bus {
                         method = format!("{service}.{method}");
                         device = target.clone();
                     }
-                    self.start_call(badge, &device, Work::Call { method, payload, timeout }, false, links, net, now)
+                    self.start_call(
+                        badge,
+                        &device,
+                        Work::Call { method, payload, timeout },
+                        Answer::Plain,
+                        links,
+                        net,
+                        now,
+                    )
                 });
                 self.failed_now(badge, started)
             }
             Request::Send { range } => {
                 let started = self.text_arguments(badge, range, 2).and_then(|a| {
-                    self.start_call(badge, &a[0], Work::Send { path: a[1].clone() }, false, links, net, now)
+                    self.start_call(badge, &a[0], Work::Send { path: a[1].clone() }, Answer::Plain, links, net, now)
                 });
                 self.failed_now(badge, started)
             }
@@ -813,7 +856,7 @@ impl Bus {
                 let started = self.text_arguments(badge, range, 1).and_then(|a| {
                     let work =
                         Work::Call { method: busvc::CAPS_METHOD.into(), payload: Vec::new(), timeout: CALL_TIMEOUT };
-                    self.start_call(badge, &a[0], work, true, links, net, now)
+                    self.start_call(badge, &a[0], work, Answer::Caps, links, net, now)
                 });
                 self.failed_now(badge, started)
             }
@@ -821,6 +864,47 @@ impl Bus {
         if let Some(response) = immediate {
             reply_now(response);
         }
+    }
+
+    /// One request on the remote mount (`/remote`): answered now, or after a storage call.
+    fn file_request(&mut self, badge: u64, message: &Message, links: &mut Vec<Link>, net: &'static Net) {
+        let devices = self.remote_devices();
+        let known = |name: &str| devices.iter().any(|d| d == name);
+        let step = self.files.borrow_mut().request(self.endpoint, badge, message, &devices, &known);
+        if let Some(cap) = message.cap {
+            let _ = sys::cap_close(cap);
+        }
+        let call = match step {
+            remote::Step::Now(response) => return reply_now_fs(response),
+            remote::Step::Call(call) => call,
+        };
+        let work = Work::Call { method: call.method.into(), payload: call.payload, timeout: CALL_TIMEOUT };
+        let now = self.now();
+        if let Err(f) =
+            self.start_call(badge, &call.device, work, Answer::File(alloc::boxed::Box::new(call.op)), links, net, now)
+        {
+            reply_now_fs(svc::fs::Response::Failed { error: remote::bus_error(&f) });
+        }
+    }
+
+    /// The names `/remote` lists: the trusted devices, by name when it is a plain file name
+    /// that no other trusted device has, else by id.
+    fn remote_devices(&self) -> Vec<String> {
+        let names: Vec<&str> = self.trust.list().map(|d| d.name.as_str()).collect();
+        let mut out: Vec<String> = self
+            .trust
+            .list()
+            .map(|d| {
+                let unique = names.iter().filter(|n| **n == d.name).count() == 1;
+                if unique && busvc::safe_file_name(&d.name) {
+                    d.name.clone()
+                } else {
+                    d.device_id.to_string()
+                }
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     /// The answer of a request that gave text or failed.
@@ -925,9 +1009,9 @@ impl Bus {
     }
 
     /// Detaches the reply of the request being served.
-    fn detach(&self, badge: u64, caps: bool) -> Result<Waiter, Failure> {
+    fn detach(&self, badge: u64, answer: Answer) -> Result<Waiter, Failure> {
         sys::reply_detach()
-            .map(|reply| Waiter { reply, badge, caps })
+            .map(|reply| Waiter { reply, badge, answer })
             .map_err(|e| Failure::new(failure::INTERNAL, format!("cannot keep the call: {e}")))
     }
 
@@ -955,7 +1039,7 @@ impl Bus {
         let stream = net
             .start_connect(addr)
             .map_err(|e| Failure::new(failure::UNREACHABLE, format!("cannot connect to {addr}: {e}")))?;
-        let waiter = self.detach(badge, false)?;
+        let waiter = self.detach(badge, Answer::Plain)?;
         match Link::dial_pairing(self, stream, id, &code, waiter, now) {
             Ok(link) => links.push(link),
             Err((waiter, message)) => self.fail(waiter, Failure::new(failure::PAIRING_FAILED, message)),
@@ -969,7 +1053,7 @@ impl Bus {
         badge: u64,
         device: &str,
         work: Work,
-        caps: bool,
+        answer: Answer,
         links: &mut Vec<Link>,
         net: &'static Net,
         now: Instant,
@@ -988,7 +1072,7 @@ impl Bus {
             ));
         }
         if let Some(link) = links.iter_mut().find(|l| l.session_peer() == Some(id)) {
-            let waiter = self.detach(badge, caps)?;
+            let waiter = self.detach(badge, answer)?;
             link.call(self, Queued { waiter, work }, now);
             return Ok(());
         }
@@ -998,7 +1082,7 @@ impl Bus {
             .start_connect(addr)
             .map_err(|e| Failure::new(failure::UNREACHABLE, format!("cannot connect to {addr}: {e}")))?;
         let mut link = Link::dial_session(self, stream, id, now).map_err(|e| Failure::new(failure::INTERNAL, e))?;
-        let waiter = self.detach(badge, caps)?;
+        let waiter = self.detach(badge, answer)?;
         link.call(self, Queued { waiter, work }, now);
         links.push(link);
         Ok(())
@@ -1063,6 +1147,14 @@ impl Bus {
 
 /// Answers the request being served with `response` (a capability in it is moved: ours is
 /// closed after the reply).
+fn reply_now_fs(response: svc::fs::Response) {
+    let reply = response.encode();
+    let _ = sys::reply(&reply);
+    if let Some(cap) = reply.cap {
+        let _ = sys::cap_close(cap);
+    }
+}
+
 fn reply_now(response: Response) {
     let reply = response.encode();
     let _ = sys::reply(&reply);

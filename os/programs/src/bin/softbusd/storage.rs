@@ -8,12 +8,17 @@
 //! before the file system is asked. Then every component is looked at without following it
 //! (`lstat`): a symbolic link anywhere is refused, so nothing leads out of the directory (the
 //! file-system service would follow links itself). A new file's parent must exist.
+//!
+//! The binary methods of remote file access (`softbus::storage`: `storage.stat`, `.read`,
+//! `.write`, ... behind another device's `/remote/<this device>/`) go through [`Shared`], the
+//! same checks on the same directory.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use serde_json::{json, Value};
+use softbus::storage::{Backend, Entry, FileError, FileKind, FileStat};
 use softbus::wire::RpcErrorCode;
 use svc::fs::{self, Fs, Kind};
 
@@ -64,8 +69,145 @@ fn answer(value: &Value) -> Served {
     serde_json::to_vec(value).map_err(|e| (RpcErrorCode::INTERNAL, format!("{e}")))
 }
 
+/// The file error of a local file-system error.
+fn file_error(e: fs::Error) -> FileError {
+    use fs::Error as E;
+    match e {
+        E::NotFound => FileError::NotFound,
+        E::Exists => FileError::Exists,
+        E::NotDirectory => FileError::NotDirectory,
+        E::IsDirectory => FileError::IsDirectory,
+        E::NotEmpty => FileError::NotEmpty,
+        E::NoSpace => FileError::NoSpace,
+        E::NameTooLong => FileError::NameTooLong,
+        E::InvalidPath => FileError::InvalidPath,
+        E::ReadOnly => FileError::ReadOnly,
+        E::TooBig => FileError::TooBig,
+        E::InvalidArgument => FileError::InvalidArgument,
+        E::Unsupported | E::Busy | E::CrossDevice => FileError::Unsupported,
+        E::Loop | E::PermissionDenied => FileError::PermissionDenied,
+        _ => FileError::Io,
+    }
+}
+
+/// The shared directory as a backend of the binary `storage.*` methods.
+struct Shared<'a> {
+    fs: &'a Fs,
+    root: &'a str,
+}
+
+impl Shared<'_> {
+    /// The absolute path of `rel` (checked plain by `softbus::storage`), no link on the way.
+    fn path(&self, rel: &str, new: bool) -> Result<String, FileError> {
+        if rel.is_empty() {
+            return Ok(String::from(self.root));
+        }
+        resolve(self.fs, self.root, rel, new).map_err(|(code, _)| match code {
+            RpcErrorCode::PERMISSION_DENIED => FileError::PermissionDenied,
+            RpcErrorCode::NOT_FOUND => FileError::NotFound,
+            RpcErrorCode::INVALID_ARGUMENT => FileError::InvalidPath,
+            _ => FileError::Io,
+        })
+    }
+}
+
+fn file_stat(s: &fs::Stat) -> FileStat {
+    let kind = match s.kind {
+        Kind::Regular => FileKind::Regular,
+        Kind::Directory => FileKind::Directory,
+        _ => FileKind::Other,
+    };
+    FileStat { kind, size: s.size, mtime: s.mtime, mode: s.mode & 0o7777 }
+}
+
+impl Backend for Shared<'_> {
+    fn stat(&mut self, rel: &str) -> Result<FileStat, FileError> {
+        let path = self.path(rel, false)?;
+        self.fs.lstat(&path).map(|s| file_stat(&s)).map_err(file_error)
+    }
+
+    fn create(&mut self, rel: &str) -> Result<(), FileError> {
+        let path = self.path(rel, true)?;
+        let file = self.fs.open(
+            &path,
+            fs::flags::WRITE | fs::flags::CREATE | fs::flags::EXCLUSIVE | fs::flags::NOFOLLOW,
+            0o644,
+        );
+        file.map_err(file_error)?.close().map_err(file_error)
+    }
+
+    fn read(&mut self, rel: &str, offset: u64, len: usize) -> Result<Vec<u8>, FileError> {
+        let path = self.path(rel, false)?;
+        let file = self.fs.open(&path, fs::flags::READ | fs::flags::NOFOLLOW, 0).map_err(file_error)?;
+        let mut out = alloc::vec![0; len];
+        let mut got = 0;
+        while got < len {
+            let n = file.read_at(offset + got as u64, &mut out[got..]).map_err(file_error)?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        out.truncate(got);
+        Ok(out)
+    }
+
+    fn write(&mut self, rel: &str, offset: Option<u64>, data: &[u8]) -> Result<(u32, u64), FileError> {
+        let path = self.path(rel, false)?;
+        let append = if offset.is_none() { fs::flags::APPEND } else { 0 };
+        let mut file = self.fs.open(&path, fs::flags::WRITE | fs::flags::NOFOLLOW | append, 0).map_err(file_error)?;
+        match offset {
+            Some(at) => file.write_at(at, data),
+            None => file.write(data),
+        }
+        .map_err(file_error)?;
+        let end = file.stat().map_err(file_error)?.size;
+        file.close().map_err(file_error)?;
+        Ok((data.len() as u32, end))
+    }
+
+    fn list(&mut self, rel: &str) -> Result<Vec<Entry>, FileError> {
+        let dir = self.path(rel, false)?;
+        let mut out = Vec::new();
+        for entry in self.fs.read_dir(&dir).map_err(file_error)? {
+            let name = entry.name_str();
+            let stat = self.fs.lstat(&format!("{dir}/{name}")).map(|s| file_stat(&s));
+            let (kind, size) = stat.map_or((FileKind::Other, 0), |s| (s.kind, s.size));
+            out.push(Entry { name, kind, size });
+        }
+        Ok(out)
+    }
+
+    fn mkdir(&mut self, rel: &str) -> Result<(), FileError> {
+        let path = self.path(rel, true)?;
+        self.fs.mkdir(&path, 0o755).map_err(file_error)
+    }
+
+    fn remove(&mut self, rel: &str, dir: bool) -> Result<(), FileError> {
+        let path = self.path(rel, false)?;
+        if dir { self.fs.rmdir(&path) } else { self.fs.unlink(&path) }.map_err(file_error)
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> Result<(), FileError> {
+        let (from, to) = (self.path(from, false)?, self.path(to, true)?);
+        self.fs.rename(&from, &to).map_err(file_error)
+    }
+
+    fn truncate(&mut self, rel: &str, size: u64) -> Result<(), FileError> {
+        let path = self.path(rel, false)?;
+        self.fs.truncate(&path, size).map_err(file_error)
+    }
+
+    fn sync(&mut self, _rel: &str) -> Result<(), FileError> {
+        self.fs.sync().map_err(file_error)
+    }
+}
+
 /// Serves one `storage.*` method on the directory `root`.
 pub fn serve(fs: &Fs, root: &str, method: &str, payload: &[u8]) -> Served {
+    if let Some(reply) = softbus::storage::serve(&mut Shared { fs, root }, method, payload) {
+        return Ok(reply);
+    }
     let request: Value = if payload.is_empty() {
         Value::Null
     } else {
