@@ -117,6 +117,8 @@ fn two_guests_and_a_host_form_one_device_network() {
     type_and_wait(&mut a, "ls -l /remote", &format!("drwxr-xr-x {:>10} node1", 0));
     type_and_wait(&mut a, "ls -l /remote/node1", "from-b.txt");
     type_and_wait(&mut a, "cat /remote/node1/from-b.txt", "text made on node1");
+    assert!(a.type_text("cp /remote/node1/from-b.txt /disk/copy.txt\n"));
+    type_and_wait(&mut a, "wc /disk/copy.txt", "1 lines, 19 bytes: /disk/copy.txt");
     assert!(a.type_text("write /remote/node1/from-a.txt native write from node0\n"));
     type_and_wait(&mut a, "ls -l /remote/node1", &format!("{:>10} from-a.txt", 24));
     type_and_wait(&mut b, "cat /disk/shared/from-a.txt", "native write from node0");

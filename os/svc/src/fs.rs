@@ -549,6 +549,9 @@ struct Conn {
     redirect: RefCell<Option<(String, Option<String>)>>,
 }
 
+/// Builds a request on a connection from its path(s) (put into that connection's buffer).
+type MakeRequest<'a> = dyn Fn(&Conn, &[&str]) -> Result<Request, Error> + 'a;
+
 /// Which server a handle belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Route {
@@ -738,13 +741,14 @@ impl Fs {
         Ok(())
     }
 
-    /// Runs `op` with `paths` on the file-system service; if it redirects, with the paths it
-    /// gave on the soft bus server (connecting, or reconnecting once after a restart). Which
-    /// server answered comes back with the result.
-    fn routed<T>(&self, paths: &[&str], op: impl Fn(&Conn, &[&str]) -> Result<T, Error>) -> Result<(T, Route), Error> {
-        match self.retry(|c| op(c, paths)) {
+    /// Sends the request `make` builds from `paths` to the file-system service (reconnecting
+    /// once after a restart); if it redirects, to the soft bus server with the paths it gave
+    /// (connecting, or reconnecting once after a restart). The answer, and which server gave it:
+    /// that connection's buffer holds the answer's data ([`Fs::on`]).
+    fn routed(&self, paths: &[&str], make: &MakeRequest<'_>) -> Result<(Response, Route), Error> {
+        match self.retry(|c| c.call(&make(c, paths)?)) {
             Err(Error::Redirected) => {}
-            other => return other.map(|t| (t, Route::Local)),
+            other => return other.map(|r| (r, Route::Local)),
         }
         let (first, second) = self.conn.borrow().redirect.take().ok_or(Error::Protocol)?;
         let mut inside: Vec<&str> = alloc::vec![first.as_str()];
@@ -757,27 +761,35 @@ impl Fs {
                 self.connect_remote()?;
             }
             let result = match self.remote.borrow().as_ref() {
-                Some(conn) => op(conn, &inside),
+                Some(conn) => make(conn, &inside).and_then(|request| conn.call(&request)),
                 None => Err(Error::Unavailable),
             };
             match result {
                 Err(Error::Unavailable | Error::NoSession) if attempt == 0 => *self.remote.borrow_mut() = None,
                 Err(Error::Redirected) => return Err(Error::Protocol),
-                other => return other.map(|t| (t, Route::Remote)),
+                other => return other.map(|r| (r, Route::Remote)),
             }
         }
         Err(Error::Unavailable)
     }
 
+    /// Runs `f` on the connection of `route`, right after [`Fs::routed`] answered from it.
+    fn on<T>(&self, route: Route, f: impl FnOnce(&Conn) -> Result<T, Error>) -> Result<T, Error> {
+        match route {
+            Route::Local => f(&self.conn.borrow()),
+            Route::Remote => match self.remote.borrow().as_ref() {
+                Some(conn) => f(conn),
+                None => Err(Error::Stale),
+            },
+        }
+    }
+
     /// Opens `path` with `flags` (module [`flags`]); `mode` for a file it creates.
     pub fn open(&self, path: &str, flags: u32, mode: u16) -> Result<File<'_>, Error> {
-        let ((handle, kind, size, generation), route) = self.routed(&[path], |c, p| {
-            let path = c.put(0, p[0].as_bytes())?;
-            match c.call(&Request::Open { path, flags, mode })? {
-                Response::Opened { handle, kind, size } => Ok((handle, kind, size, c.generation)),
-                other => Err(unexpected(other)),
-            }
-        })?;
+        let (response, route) =
+            self.routed(&[path], &|c, p| Ok(Request::Open { path: c.put(0, p[0].as_bytes())?, flags, mode }))?;
+        let Response::Opened { handle, kind, size } = response else { return Err(unexpected(response)) };
+        let generation = self.on(route, |c| Ok(c.generation))?;
         Ok(File { fs: self, route, handle, generation, kind: Kind::from_u8(kind), size_at_open: size, open: true })
     }
 
@@ -792,12 +804,9 @@ impl Fs {
     }
 
     fn stat_with(&self, path: &str, follow: bool) -> Result<Stat, Error> {
-        self.routed(&[path], |c, p| {
-            let path = c.put(0, p[0].as_bytes())?;
-            let response = c.call(&Request::Stat { path, follow })?;
-            c.stat(response)
-        })
-        .map(|(stat, _)| stat)
+        let (response, route) =
+            self.routed(&[path], &|c, p| Ok(Request::Stat { path: c.put(0, p[0].as_bytes())?, follow }))?;
+        self.on(route, |c| c.stat(response))
     }
 
     /// Every entry of the directory `path` (without `.` and `..`).
@@ -817,28 +826,27 @@ impl Fs {
     }
 
     /// A request on `paths` that answers `Done`.
-    fn simple(&self, paths: &[&str], make: impl Fn(&Conn, &[&str]) -> Result<Request, Error>) -> Result<(), Error> {
-        self.routed(paths, |c, p| match c.call(&make(c, p)?)? {
+    fn simple(&self, paths: &[&str], make: &MakeRequest<'_>) -> Result<(), Error> {
+        match self.routed(paths, make)?.0 {
             Response::Done => Ok(()),
             other => Err(unexpected(other)),
-        })
-        .map(|_| ())
+        }
     }
 
     pub fn mkdir(&self, path: &str, mode: u16) -> Result<(), Error> {
-        self.simple(&[path], |c, p| Ok(Request::Mkdir { path: c.put(0, p[0].as_bytes())?, mode }))
+        self.simple(&[path], &|c, p| Ok(Request::Mkdir { path: c.put(0, p[0].as_bytes())?, mode }))
     }
 
     pub fn unlink(&self, path: &str) -> Result<(), Error> {
-        self.simple(&[path], |c, p| Ok(Request::Unlink { path: c.put(0, p[0].as_bytes())? }))
+        self.simple(&[path], &|c, p| Ok(Request::Unlink { path: c.put(0, p[0].as_bytes())? }))
     }
 
     pub fn rmdir(&self, path: &str) -> Result<(), Error> {
-        self.simple(&[path], |c, p| Ok(Request::Rmdir { path: c.put(0, p[0].as_bytes())? }))
+        self.simple(&[path], &|c, p| Ok(Request::Rmdir { path: c.put(0, p[0].as_bytes())? }))
     }
 
     pub fn rename(&self, from: &str, to: &str) -> Result<(), Error> {
-        self.simple(&[from, to], |c, p| {
+        self.simple(&[from, to], &|c, p| {
             let from = c.put(0, p[0].as_bytes())?;
             let to = c.put(from.len, p[1].as_bytes())?;
             Ok(Request::Rename { from, to })
@@ -846,12 +854,12 @@ impl Fs {
     }
 
     pub fn truncate(&self, path: &str, size: u64) -> Result<(), Error> {
-        self.simple(&[path], |c, p| Ok(Request::Truncate { path: c.put(0, p[0].as_bytes())?, size }))
+        self.simple(&[path], &|c, p| Ok(Request::Truncate { path: c.put(0, p[0].as_bytes())?, size }))
     }
 
     /// Creates the symbolic link `path` pointing at `target`.
     pub fn symlink(&self, target: &str, path: &str) -> Result<(), Error> {
-        self.simple(&[path], |c, p| {
+        self.simple(&[path], &|c, p| {
             let target = c.put(0, target.as_bytes())?;
             let path = c.put(target.len, p[0].as_bytes())?;
             Ok(Request::Symlink { target, path })
@@ -859,27 +867,25 @@ impl Fs {
     }
 
     pub fn readlink(&self, path: &str) -> Result<Vec<u8>, Error> {
-        self.routed(&[path], |c, p| {
-            let path = c.put(0, p[0].as_bytes())?;
-            match c.call(&Request::Readlink { path })? {
-                Response::Data { len } => c.get(len),
-                other => Err(unexpected(other)),
-            }
-        })
-        .map(|(target, _)| target)
+        let (response, route) =
+            self.routed(&[path], &|c, p| Ok(Request::Readlink { path: c.put(0, p[0].as_bytes())? }))?;
+        match response {
+            Response::Data { len } => self.on(route, |c| c.get(len)),
+            other => Err(unexpected(other)),
+        }
     }
 
     pub fn chmod(&self, path: &str, mode: u16) -> Result<(), Error> {
-        self.simple(&[path], |c, p| Ok(Request::Chmod { path: c.put(0, p[0].as_bytes())?, mode }))
+        self.simple(&[path], &|c, p| Ok(Request::Chmod { path: c.put(0, p[0].as_bytes())?, mode }))
     }
 
     pub fn set_times(&self, path: &str, atime: u64, mtime: u64) -> Result<(), Error> {
-        self.simple(&[path], |c, p| Ok(Request::SetTimes { path: c.put(0, p[0].as_bytes())?, atime, mtime }))
+        self.simple(&[path], &|c, p| Ok(Request::SetTimes { path: c.put(0, p[0].as_bytes())?, atime, mtime }))
     }
 
     /// Makes every local mount durable (remote writes are made durable by `fsync`).
     pub fn sync(&self) -> Result<(), Error> {
-        self.simple(&[], |_, _| Ok(Request::Sync))
+        self.simple(&[], &|_, _| Ok(Request::Sync))
     }
 
     /// The mounts, in mount order.

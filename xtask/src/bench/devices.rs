@@ -15,6 +15,9 @@
 //!   until the command returns. Baseline: 4 MiB through node0's TCP echo, one way's rate.
 //! - guest → guest file: `bus send node1 /disk/big.bin` (4 MiB) typed on node0, until it
 //!   reports the receiver's confirmation. No baseline.
+//! - guest → guest through `/remote/node1` (docs/fs.md, "Remote mounts"): the shell's `cp` of
+//!   the 4 MiB file into it then `wc` of it (write and read), then `wc` alone (read; the write
+//!   is the difference). No baseline.
 //! - guest → guest RPC round trip and payload throughput: the shell's `bus ping` on node0 to
 //!   node1 (32 B and 8 KiB, through the local API `svc::softbus`, both guests' soft bus and
 //!   network services). No baseline: Tutti has no native TCP echo client program.
@@ -308,6 +311,18 @@ fn measure(
     wait(a, "sent big.bin to node1")?;
     let g_file_kb = FILE_BYTES as f64 / 1024.0 / t.elapsed().as_secs_f64();
     wait(b, &format!("({FILE_BYTES} bytes) from node0"))?;
+    step("guest -> guest through /remote/node1 (cp and wc on node0)");
+    let t = Instant::now();
+    a.type_text("cp /disk/big.bin /remote/node1/w.bin\nwc /remote/node1/w.bin\n");
+    wait(a, &format!("{FILE_BYTES} bytes: /remote/node1/w.bin"))?;
+    let both_s = t.elapsed().as_secs_f64();
+    // A second read, under another name so that its line is new.
+    let t = Instant::now();
+    a.type_text("mv /remote/node1/w.bin /remote/node1/r.bin\nwc /remote/node1/r.bin\n");
+    wait(a, &format!("{FILE_BYTES} bytes: /remote/node1/r.bin"))?;
+    let read_s = t.elapsed().as_secs_f64();
+    let remote_read_kb = FILE_BYTES as f64 / 1024.0 / read_s;
+    let remote_write_kb = FILE_BYTES as f64 / 1024.0 / (both_s - read_s).max(1e-3);
 
     let (p50, p99) = (quantile(&rpc, 0.5) / 1e3, quantile(&rpc, 0.99) / 1e3);
     let (t50, t99) = (quantile(&tcp, 0.5) / 1e3, quantile(&tcp, 0.99) / 1e3);
@@ -323,11 +338,13 @@ fn measure(
          | guest → guest RPC round trip p50 / p99, 32 B | {:.2} / {:.2} ms | – |\n\
          | guest → guest payload throughput, 8 KiB echoes | {g_kb:.0} KiB/s | – |\n\
          | guest → guest file, {} MiB (`bus send`, ext2 to ext2) | {g_file_kb:.0} KiB/s | – |\n\
+         | guest → guest `/remote` write / read, {} MiB (`cp` into, `wc` of `/remote/node1/…`) | {remote_write_kb:.0} / {remote_read_kb:.0} KiB/s | – |\n\
          | discovery: all three devices see each other | {discovery_s:.1} s after boot | |\n\n\
          Target: RPC round trip under {TARGET_MS} ms: host → guest {}, guest → guest {}.\n",
         FILE_BYTES >> 20,
         g50 / 1e3,
         g99 / 1e3,
+        FILE_BYTES >> 20,
         FILE_BYTES >> 20,
         met(p50),
         met(g50 / 1e3),
@@ -336,7 +353,7 @@ fn measure(
         "host_to_guest": { "rpc_ms": { "p50": p50, "p99": p99 }, "payload_kib_s": host_kb },
         "tcp_host_to_guest": { "round_trip_ms": { "p50": t50, "p99": t99 }, "payload_kib_s": tcp_kb, "stream_kib_s": tcp_file_kb },
         "file_host_to_guest": { "bytes": FILE_BYTES, "kib_s": file_kb },
-        "guest_to_guest": { "rpc_ms": { "p50": g50 / 1e3, "p99": g99 / 1e3 }, "payload_kib_s": g_kb, "file_kib_s": g_file_kb },
+        "guest_to_guest": { "rpc_ms": { "p50": g50 / 1e3, "p99": g99 / 1e3 }, "payload_kib_s": g_kb, "file_kib_s": g_file_kb, "remote_write_kib_s": remote_write_kb, "remote_read_kib_s": remote_read_kb },
         "discovery_s": discovery_s,
         "samples": SAMPLES,
         "targets": { "rpc_under_20ms": p50 < TARGET_MS && g50 / 1e3 < TARGET_MS },

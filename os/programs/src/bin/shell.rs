@@ -40,6 +40,7 @@ commands:
   echo <text>           print text                write <path> <text> write a file
   mkdir <path>          make a directory          rm <path>           remove a file or empty directory
   mv <from> <to>        rename                    stat <path>         show metadata
+  cp <from> <to>        copy a file               wc <path>...        count bytes and lines
   cd <path>, pwd        working directory         df                  mounts and free space
   sync                  flush file systems        ps, services        services and their state
   kill <service>        end a service (its restart policy applies)
@@ -355,6 +356,41 @@ impl Shell {
                 let [from, to] = args.as_slice() else { return Err(String::from("usage: mv <from> <to>")) };
                 let (from, to) = (self.absolute(from), self.absolute(to));
                 self.fs()?.rename(&from, &to).map_err(|e| format!("{from} -> {to}: {}", e.text()))?;
+            }
+            "cp" => {
+                let [from, to] = args.as_slice() else { return Err(String::from("usage: cp <from> <to>")) };
+                let (from, to) = (self.absolute(from), self.absolute(to));
+                let fs = self.fs()?;
+                let mut source = fs.open(&from, fs::flags::READ, 0).map_err(|e| format!("{from}: {}", e.text()))?;
+                let flags = fs::flags::WRITE | fs::flags::CREATE | fs::flags::TRUNCATE;
+                let mut target = fs.open(&to, flags, 0o644).map_err(|e| format!("{to}: {}", e.text()))?;
+                let mut chunk = alloc::vec![0u8; fs.buffer_len()];
+                loop {
+                    let n = source.read(&mut chunk).map_err(|e| format!("{from}: {}", e.text()))?;
+                    if n == 0 {
+                        break;
+                    }
+                    target.write(&chunk[..n]).map_err(|e| format!("{to}: {}", e.text()))?;
+                }
+                target.close().map_err(|e| format!("{to}: {}", e.text()))?;
+            }
+            "wc" => {
+                for path in args {
+                    let path = self.absolute(path);
+                    let fs = self.fs()?;
+                    let mut file = fs.open(&path, fs::flags::READ, 0).map_err(|e| format!("{path}: {}", e.text()))?;
+                    let mut chunk = alloc::vec![0u8; fs.buffer_len()];
+                    let (mut bytes, mut lines) = (0u64, 0u64);
+                    loop {
+                        let n = file.read(&mut chunk).map_err(|e| format!("{path}: {}", e.text()))?;
+                        if n == 0 {
+                            break;
+                        }
+                        bytes += n as u64;
+                        lines += chunk[..n].iter().filter(|b| **b == b'\n').count() as u64;
+                    }
+                    let _ = writeln!(out, "{lines} lines, {bytes} bytes: {path}");
+                }
             }
             "stat" => {
                 for path in args {
