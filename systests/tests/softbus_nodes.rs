@@ -52,9 +52,10 @@ fn two_guests_and_a_host_form_one_device_network() {
         PathBuf::from(std::env::var_os("TUTTI_SCRATCH").expect("run with cargo xtask test")).join("softbus-nodes");
     let busybox = harness::linux::find_busybox().expect("the static busybox (busybox-static) is installed");
     let busybox = std::fs::read(busybox).expect("reading busybox");
+    let busybox_b = busybox.clone();
     let (disk_a, disk_b) = (
         disk("softbus-node0", &[("busybox", busybox), ("remote.sh", REMOTE_SCRIPT.as_bytes().to_vec())]),
-        disk("softbus-node1", &[]),
+        disk("softbus-node1", &[("busybox", busybox_b)]),
     );
     let start = Instant::now();
     let mut a = boot(&ns, 0, &disk_a);
@@ -130,8 +131,24 @@ fn two_guests_and_a_host_form_one_device_network() {
     type_and_wait(&mut b, "cat /disk/shared/bb/moved.txt", "PIPED THROUGH BUSYBOX");
     type_and_wait(&mut b, "cat /disk/shared/from-a.txt", "from-a.txt: no such file or directory");
     type_and_wait(&mut a, "cat /remote/nowhere/x", "/remote/nowhere/x: no such file or directory");
+    // A runs a program on B (`compute.run`): its output comes back while it runs, and its exit
+    // status with the end.
+    assert!(a.type_text("bus run node1 /disk/busybox sh -c 'echo out-$((0+1)); sleep 2; echo out-$((1+1)); exit 3'\n"));
+    let first = wait(&mut a, "out-1");
+    let second = wait(&mut a, "out-2");
+    wait(&mut a, "/disk/busybox on node1: exit status 3");
+    let at = |needle: &str| a.lines().iter().find(|l| l.text.contains(needle)).map(|l| l.at).expect("seen");
+    let gap = at("out-2").saturating_sub(at("out-1"));
+    println!("remote program: its second line came {:.1} s after the first ({first:?}, {second:?})", gap.as_secs_f64());
+    assert!(gap >= Duration::from_millis(1500), "the output came all at once, {gap:?} apart");
+    type_and_wait(&mut a, "bus run node1 /disk/nothing-here", "(ENOENT)");
     let hashed = host.ok(&["call", "node0", "compute.sha256", "\"hello\""]);
     assert!(hashed.contains(HELLO_SHA256), "{hashed}");
+    // The host runs a program on A (`tutti run`): its output, and its exit status as tutti's.
+    let ran = host.ok(&["run", "node0", "/disk/busybox", "sh", "-c", "echo ran on $(uname -n)"]);
+    assert!(ran.contains("ran on "), "{ran}");
+    let out = host.tutti(&["run", "node0", "/disk/busybox", "sh", "-c", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
 
     // B dies: A's call fails (the deadline is 10 s), and works again once B is back.
     drop(b.stop());
@@ -182,7 +199,7 @@ fn two_guests_and_a_host_form_one_device_network() {
         assert!(Instant::now() < deadline, "the stranger never discovered node0");
         std::thread::sleep(Duration::from_millis(200));
     }
-    for method in ["compute.sha256", "display.show", "echo.echo", "caps.list"] {
+    for method in ["compute.sha256", "compute.run", "display.show", "echo.echo", "caps.list", "storage.stat"] {
         let out = stranger.tutti(&["call", "node0", method, "\"x\""]);
         assert!(!out.status.success(), "the unpaired device was served {method}");
     }

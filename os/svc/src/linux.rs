@@ -7,6 +7,10 @@
 //! answers the new process's pid, or `Refused` with a Linux errno and a message in the
 //! buffer. `Status` says whether a process runs, exited (its code) or was killed (the signal).
 //! `Counts` lists the unimplemented system calls processes made (number, count).
+//! `SpawnCaptured` starts a program whose standard output and error go into a pipe linuxd
+//! keeps for the client (its input reads as `/dev/null`); `Output` takes what is in that pipe
+//! so far, so a client can pass a program's output on while it runs (the soft bus's remote
+//! programs, docs/softbus/tutti.md).
 
 use crate::LookupError;
 use alloc::string::String;
@@ -32,6 +36,10 @@ rt::protocol! {
             Status { pid: u32 } = 3,
             /// The `index`-th unimplemented system call that was made, by number.
             Counts { index: u32 } = 4,
+            /// As `Spawn`, with standard output and error captured (input `/dev/null`).
+            SpawnCaptured { range: BufRange, argc: u32, envc: u32 } = 5,
+            /// The captured output of process `pid` so far (at most the buffer): `Output`.
+            Output { pid: u32 } = 6,
         }
         response Response {
             Opened { buffer: Cap, len: u64 } = 1,
@@ -47,6 +55,9 @@ rt::protocol! {
             NoMore = 9,
             /// The caller has not sent `Open`, or the request is malformed.
             BadRequest = 10,
+            /// `len` bytes of output at buffer offset 0; `done`: the process and everything it
+            /// started have closed their output, nothing more will come (the pipe is gone).
+            Output { len: u32, done: bool } = 11,
         }
     }
 }
@@ -135,6 +146,33 @@ impl LinuxClient {
     /// Starts `path` with `argv` and `envp` in `cwd`; with `input`, its standard input is the
     /// console (typed lines), else it reads as `/dev/null` (end of file at once). Its pid.
     pub fn spawn(&self, path: &str, cwd: &str, argv: &[&str], envp: &[&str], input: bool) -> Result<u32, LinuxError> {
+        let (range, argc, envc) = self.strings(path, cwd, argv, envp)?;
+        self.spawned(Request::Spawn { range, argc, envc, input })
+    }
+
+    /// Starts `path` as [`LinuxClient::spawn`] does, with its output captured for
+    /// [`LinuxClient::output`] and its input `/dev/null`.
+    pub fn spawn_captured(&self, path: &str, cwd: &str, argv: &[&str], envp: &[&str]) -> Result<u32, LinuxError> {
+        let (range, argc, envc) = self.strings(path, cwd, argv, envp)?;
+        self.spawned(Request::SpawnCaptured { range, argc, envc })
+    }
+
+    /// What process `pid` (spawned captured) wrote since the last call, and whether that was
+    /// the end of its output.
+    pub fn output(&self, pid: u32) -> Result<(Vec<u8>, bool), LinuxError> {
+        match self.client.call(&Request::Output { pid }, sys::FOREVER_NS)? {
+            Response::Output { len, done } => {
+                let mut bytes = alloc::vec![0u8; (len as usize).min(self.buffer.len())];
+                self.buffer.read(0, &mut bytes).map_err(|_| LinuxError::Protocol)?;
+                Ok((bytes, done))
+            }
+            Response::NoSuchProcess => Ok((Vec::new(), true)),
+            _ => Err(LinuxError::Protocol),
+        }
+    }
+
+    /// Puts path, cwd, argv and envp into the buffer: their range and counts.
+    fn strings(&self, path: &str, cwd: &str, argv: &[&str], envp: &[&str]) -> Result<(BufRange, u32, u32), LinuxError> {
         let mut bytes = Vec::new();
         for s in [path, cwd].iter().chain(argv).chain(envp) {
             bytes.extend_from_slice(s.as_bytes());
@@ -145,7 +183,10 @@ impl LinuxClient {
         }
         self.buffer.write(0, &bytes).map_err(|_| LinuxError::Protocol)?;
         let range = BufRange { offset: 0, len: bytes.len() as u64 };
-        let request = Request::Spawn { range, argc: argv.len() as u32, envc: envp.len() as u32, input };
+        Ok((range, argv.len() as u32, envp.len() as u32))
+    }
+
+    fn spawned(&self, request: Request) -> Result<u32, LinuxError> {
         match self.client.call(&request, sys::FOREVER_NS)? {
             Response::Spawned { pid } => Ok(pid),
             Response::Refused { errno, len } => {

@@ -103,6 +103,17 @@ enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Run a program on a trusted device (a Tutti device's Linux programs, `compute.run`),
+    /// printing its output as it comes; the exit status is the program's.
+    Run {
+        /// The device: id, unique id prefix, or name.
+        device: String,
+        /// The program's absolute path on that device, e.g. /disk/busybox.
+        program: String,
+        /// Its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Send a file to a trusted device (resumes a broken transfer; progress on stderr).
     Send {
         /// The device: id, unique id prefix, or name.
@@ -183,6 +194,7 @@ fn main() -> ExitCode {
         Command::Prompt { auto, for_s } => return prompt(&socket, auto.as_deref(), *for_s),
         Command::Sub { topic, count } => return subscribe(&socket, args.json, topic, *count),
         Command::Send { device, file } => return send(&socket, args.json, device, file),
+        Command::Run { device, program, args: argv } => return run(&socket, args.json, device, program, argv),
         Command::Serve { no_display, storage } => return serve(&socket, !no_display, storage.as_deref()),
         _ => {}
     }
@@ -213,6 +225,53 @@ fn stream_result(json: bool, result: Result<(), ClientError>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(ClientError::Api(e)) => fail(json, &e, 1),
         Err(e) => fail(json, &ApiError::new(ErrorKind::Unreachable, e.to_string()), 3),
+    }
+}
+
+/// `tutti run`: `compute.run`, then `compute.output` until the program ended (asked again
+/// every 100 ms while nothing comes); its output on stdout as it comes (with `--json`, each
+/// answer as a line).
+fn run(socket: &std::path::Path, json: bool, device: &str, program: &str, args: &[String]) -> ExitCode {
+    let call = |method: &str, payload: Value| {
+        let request = Request::Call { device: device.to_string(), method: method.into(), payload, timeout_ms: None };
+        client::request(socket, &request, Duration::from_secs(20)).map(|v| v["response"].clone())
+    };
+    let failed = |e: ClientError| match e {
+        ClientError::Api(e) => fail(json, &e, 1),
+        e => fail(json, &ApiError::new(ErrorKind::Unreachable, e.to_string()), 3),
+    };
+    let started = match call("compute.run", serde_json::json!({ "program": program, "args": args })) {
+        Ok(v) => v,
+        Err(e) => return failed(e),
+    };
+    let Some(run) = started["run"].as_u64() else {
+        return fail(json, &ApiError::new(ErrorKind::Internal, format!("compute.run answered {started}")), 3);
+    };
+    loop {
+        let answer = match call("compute.output", serde_json::json!({ "run": run })) {
+            Ok(v) => v,
+            Err(e) => return failed(e),
+        };
+        let output = answer["output"].as_str().unwrap_or_default();
+        if json {
+            println!("{answer}");
+        } else {
+            print!("{output}");
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        }
+        if answer["done"].as_bool() == Some(true) {
+            return match (answer["exit"].as_i64(), answer["signal"].as_u64()) {
+                (Some(code), _) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+                (None, Some(signal)) => {
+                    eprintln!("tutti: {program} on {device} was killed by signal {signal}");
+                    ExitCode::from(u8::try_from(128 + signal).unwrap_or(255))
+                }
+                (None, None) => ExitCode::SUCCESS,
+            };
+        }
+        if output.is_empty() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
@@ -433,7 +492,11 @@ fn build_request(command: &Command) -> Result<(Request, Duration), ApiError> {
         Command::Pub { topic, message } => {
             (Request::Pub { topic: topic.clone(), message: message.clone() }, Duration::from_secs(30))
         }
-        Command::Prompt { .. } | Command::Sub { .. } | Command::Send { .. } | Command::Serve { .. } => {
+        Command::Prompt { .. }
+        | Command::Sub { .. }
+        | Command::Send { .. }
+        | Command::Run { .. }
+        | Command::Serve { .. } => {
             return Err(ApiError::new(ErrorKind::Internal, "this command is not a single request"));
         }
     })
@@ -562,7 +625,11 @@ fn print_human(command: &Command, result: &Value) {
             let n = result.get("delivered_to").and_then(Value::as_array).map_or(0, Vec::len);
             println!("Published on {topic:?} to {n} device(s)");
         }
-        Command::Prompt { .. } | Command::Sub { .. } | Command::Send { .. } | Command::Serve { .. } => {}
+        Command::Prompt { .. }
+        | Command::Sub { .. }
+        | Command::Send { .. }
+        | Command::Run { .. }
+        | Command::Serve { .. } => {}
     }
 }
 

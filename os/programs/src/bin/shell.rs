@@ -650,6 +650,7 @@ impl Shell {
                 let (count, bytes) = (number(0, 10, 100_000)?, number(1, 32, 8192)?.max(2));
                 self.bus_ping(&bus, device, count, bytes, out)?;
             }
+            ["run", device, program, rest @ ..] => return self.bus_run(&bus, device, program, rest, out),
             ["call", device, method, rest @ ..] => {
                 let payload = rest.join(" ");
                 let payload = if payload.is_empty() { String::from("null") } else { payload };
@@ -659,11 +660,56 @@ impl Shell {
             }
             _ => {
                 return Err(String::from(
-                    "usage: bus devices | trust | pair --show | pair <dev> <code> | revoke <dev> | caps <dev> | call <dev> <method> [payload] | ping <dev> [count] [bytes] | policy ... | allow|deny <dev> <cap> [s]",
+                    "usage: bus devices | trust | pair --show | pair <dev> <code> | revoke <dev> | caps <dev> | call <dev> <method> [payload] | run <dev> <program> [args] | ping <dev> [count] [bytes] | policy ... | allow|deny <dev> <cap> [s]",
                 ))
             }
         }
         Ok(())
+    }
+
+    /// `bus run`: starts the Linux program `program` on `device` (`compute.run`) and prints its
+    /// output as it comes (`compute.output`, asked again every 100 ms while there is none) until
+    /// it ends; its exit status is the command's.
+    fn bus_run(
+        &mut self,
+        bus: &svc::softbus::Bus,
+        device: &str,
+        program: &str,
+        args: &[&str],
+        out: &mut String,
+    ) -> Result<(), String> {
+        let request = serde_json::json!({ "program": program, "args": args });
+        let answer = bus.call(device, "compute.run", request.to_string().as_bytes(), 0).map_err(|e| format!("{e}"))?;
+        let started: serde_json::Value = serde_json::from_slice(&answer).map_err(|e| format!("compute.run: {e}"))?;
+        let run = started["run"].as_u64().ok_or_else(|| String::from("compute.run gave no run number"))?;
+        let before = core::mem::take(out);
+        self.say(&before);
+        let ask = serde_json::json!({ "run": run }).to_string();
+        loop {
+            let answer = bus.call(device, "compute.output", ask.as_bytes(), 0).map_err(|e| format!("{e}"))?;
+            let output: serde_json::Value =
+                serde_json::from_slice(&answer).map_err(|e| format!("compute.output: {e}"))?;
+            let text = output["output"].as_str().unwrap_or_default();
+            self.say(text);
+            if output["done"].as_bool() == Some(true) {
+                let code = match (output["exit"].as_i64(), output["signal"].as_u64()) {
+                    (Some(code), _) => code as i32,
+                    (None, Some(signal)) => {
+                        let _ = writeln!(out, "{program} on {device}: killed by signal {signal}");
+                        128 + signal as i32
+                    }
+                    (None, None) => 0,
+                };
+                if code != 0 {
+                    let _ = writeln!(out, "{program} on {device}: exit status {code}");
+                }
+                self.linux_status = Some(code);
+                return Ok(());
+            }
+            if text.is_empty() {
+                sys::sleep(100_000_000);
+            }
+        }
     }
 
     /// `bus ping`: `count` calls of `echo.echo` on `device` with a JSON string of `bytes`

@@ -3,6 +3,17 @@
 
 use super::*;
 
+/// Where a spawned program's standard input and output are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stdio {
+    /// The console, input included (the foreground program of the console).
+    Console,
+    /// The console for output; input reads as `/dev/null`.
+    Output,
+    /// Output and error into a pipe the client reads (`Output`); input `/dev/null`.
+    Captured,
+}
+
 impl Server {
     // ---- The loader ----
 
@@ -16,24 +27,39 @@ impl Server {
         cwd: &str,
         argv: &[&[u8]],
         envp: &[&[u8]],
-        input: bool,
+        stdio: Stdio,
     ) -> Result<u32, Refusal> {
         let cwd = if cwd.starts_with('/') { lpx::path::normalise(cwd) } else { String::from("/") };
         let path = lpx::path::join(&cwd, path);
         let pid = self.next_pid;
         let mut process = Process::blank(pid, client, cwd);
+        let captured = match stdio {
+            Stdio::Captured => {
+                // The read end stays here for the client; the write end is fds 1 and 2.
+                let pipe = Rc::new(RefCell::new(lpx::pipe::Pipe::new()));
+                let read = pipes::PipeEnd { pipe: pipe.clone(), write: false, flags: o::RDONLY | o::NONBLOCK };
+                let write = pipes::PipeEnd { pipe, write: true, flags: o::WRONLY };
+                Some((read, Rc::new(RefCell::new(Open::Pipe(write)))))
+            }
+            _ => None,
+        };
         for fd in 0..3 {
-            let open = if fd == 0 && !input {
-                Open::Null { flags: o::RDONLY, dev: files::Dev::Null }
-            } else {
-                Open::Console { flags: 2 }
+            let open = match (&captured, fd) {
+                (Some((_, write)), 1 | 2) => write.clone(),
+                (_, 0) if stdio != Stdio::Console => {
+                    Rc::new(RefCell::new(Open::Null { flags: o::RDONLY, dev: files::Dev::Null }))
+                }
+                _ => Rc::new(RefCell::new(Open::Console { flags: 2 })),
             };
-            process.fds.insert(Rc::new(RefCell::new(open)), false).map_err(|e| Refusal(e, String::from("fds")))?;
+            process.fds.insert(open, false).map_err(|e| Refusal(e, String::from("fds")))?;
         }
         self.exec_image(&mut process, &path, argv, envp)?;
         self.next_pid += 1;
         rt::log::debug!("pid {pid}: {path} started");
         self.procs.insert(pid, process);
+        if let Some((read, _)) = captured {
+            self.captured.insert(pid, (client, read));
+        }
         Ok(pid)
     }
 

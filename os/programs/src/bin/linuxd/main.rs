@@ -49,6 +49,9 @@ mod threads;
 mod tty;
 
 use files::{Fd, Open};
+
+/// Processes with captured output at a time.
+const CAPTURED_MAX: usize = 8;
 use lpx::proc::Ended as Status;
 use signals::Signals;
 
@@ -246,6 +249,8 @@ struct Server {
     rng: lpx::rng::Rng,
     /// Waiting system calls.
     parked: Vec<Parked>,
+    /// The read ends of captured output (`SpawnCaptured`), by pid: the client and the pipe.
+    captured: BTreeMap<u32, (u64, pipes::PipeEnd)>,
     /// What a call returning `BLOCK` asks for its wait (set by it).
     block: Block,
     /// The child a `vfork` returning `BLOCK` waits for (set by it).
@@ -310,6 +315,7 @@ impl Server {
             counts: BTreeMap::new(),
             rng: lpx::rng::Rng::new(seed()),
             parked: Vec::new(),
+            captured: BTreeMap::new(),
             block: Block::default(),
             vfork_child: None,
             thread_pids: BTreeMap::new(),
@@ -505,7 +511,19 @@ impl Server {
         rt::log::debug!("request {request:?} from {badge:#x}");
         let response = match request {
             Request::Open { notify } => self.open_client(badge, notify.0),
-            Request::Spawn { range, argc, envc, input } => self.spawn_request(badge, range, argc, envc, input),
+            Request::Spawn { range, argc, envc, input } => {
+                let stdio = if input { loader::Stdio::Console } else { loader::Stdio::Output };
+                self.spawn_request(badge, range, argc, envc, stdio)
+            }
+            Request::SpawnCaptured { range, argc, envc } => {
+                if self.captured.len() >= CAPTURED_MAX {
+                    let message = format!("{CAPTURED_MAX} programs with captured output already");
+                    self.refuse(badge, &message, EAGAIN)
+                } else {
+                    self.spawn_request(badge, range, argc, envc, loader::Stdio::Captured)
+                }
+            }
+            Request::Output { pid } => self.output(badge, pid),
             Request::Status { pid } => match (self.procs.get(&pid), self.ended.get(&pid)) {
                 (Some(p), _) if p.client == badge => Response::Running,
                 (None, Some((client, status))) if *client == badge => match status {
@@ -543,7 +561,36 @@ impl Server {
         Response::Opened { buffer: Cap(cap), len: BUFFER_LEN }
     }
 
-    fn spawn_request(&mut self, badge: u64, range: BufRange, argc: u32, envc: u32, input: bool) -> Response {
+    /// What a captured process wrote so far (non-blocking); the pipe is forgotten at its end.
+    fn output(&mut self, badge: u64, pid: u32) -> Response {
+        let Some(client) = self.clients.get(&badge) else { return Response::BadRequest };
+        let Some((owner, read)) = self.captured.get(&pid) else { return Response::NoSuchProcess };
+        if *owner != badge {
+            return Response::NoSuchProcess;
+        }
+        let (bytes, done) = match read.read(BUFFER_LEN as usize) {
+            Ok(bytes) if bytes.is_empty() => (bytes, true),
+            Ok(bytes) => (bytes, false),
+            Err(EAGAIN) => (Vec::new(), false),
+            Err(_) => (Vec::new(), true),
+        };
+        if client.buffer.write(0, &bytes).is_err() {
+            return Response::BadRequest;
+        }
+        if done {
+            self.captured.remove(&pid);
+        }
+        Response::Output { len: bytes.len() as u32, done }
+    }
+
+    fn refuse(&self, badge: u64, message: &str, errno: Errno) -> Response {
+        let Some(client) = self.clients.get(&badge) else { return Response::BadRequest };
+        let bytes = &message.as_bytes()[..message.len().min(BUFFER_LEN as usize)];
+        let _ = client.buffer.write(0, bytes);
+        Response::Refused { errno: errno.0 as u32, len: bytes.len() as u32 }
+    }
+
+    fn spawn_request(&mut self, badge: u64, range: BufRange, argc: u32, envc: u32, stdio: loader::Stdio) -> Response {
         let Some(client) = self.clients.get(&badge) else { return Response::BadRequest };
         let Ok((_, len)) = client.buffer.check(range) else { return Response::BadRequest };
         let mut bytes = alloc::vec![0u8; len];
@@ -561,9 +608,9 @@ impl Server {
         let cwd = text(strings[1]);
         let argv: Vec<&[u8]> = strings[2..2 + argc as usize].to_vec();
         let envp: Vec<&[u8]> = strings[2 + argc as usize..needed].to_vec();
-        match self.spawn(badge, &path, &cwd, &argv, &envp, input) {
+        match self.spawn(badge, &path, &cwd, &argv, &envp, stdio) {
             Ok(pid) => {
-                if input {
+                if stdio == loader::Stdio::Console {
                     self.tty.started_group = pid;
                 }
                 Response::Spawned { pid }

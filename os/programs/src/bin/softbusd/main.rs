@@ -21,6 +21,7 @@ extern crate alloc;
 mod files;
 mod link;
 mod remote;
+mod run;
 mod storage;
 mod store;
 
@@ -214,6 +215,8 @@ pub struct Bus {
     next_proxy: u64,
     /// The remote mount's sessions.
     files: core::cell::RefCell<remote::Files>,
+    /// Programs running for other devices.
+    runs: run::Runs,
 }
 
 /// The first and the longest wait before opening a lost session again (tuttid's defaults).
@@ -345,6 +348,7 @@ fn run() -> Result<(), String> {
         proxies: BTreeMap::new(),
         next_proxy: 0,
         files: core::cell::RefCell::new(remote::Files::default()),
+        runs: run::Runs::default(),
         reconnect: BTreeMap::new(),
     };
     match bus.store.fs.mkdir(&bus.shared, 0o755) {
@@ -603,6 +607,9 @@ impl Bus {
     /// Everything this device offers.
     fn capabilities(&self) -> Vec<CapabilityDescriptor> {
         let mut list = busvc::capabilities();
+        if let Some(compute) = list.iter_mut().find(|d| d.capability == Capability::Compute) {
+            *compute = compute.clone().with("programs", "compute.run compute.output (Linux programs)");
+        }
         list.push(busvc::display_capability("console"));
         list.push(
             CapabilityDescriptor::new(Capability::Storage)
@@ -629,7 +636,10 @@ impl Bus {
                 Ok(busvc::display_answer(&text))
             }
             m if m.starts_with("storage.") => storage::serve(self.store.fs, &self.shared, m, payload),
-            other => busvc::serve(other, payload),
+            other => match self.runs.serve(peer, other, payload) {
+                Some(served) => served,
+                None => busvc::serve(other, payload),
+            },
         }
     }
 
