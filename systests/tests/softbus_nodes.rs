@@ -131,6 +131,10 @@ fn two_guests_and_a_host_form_one_device_network() {
     type_and_wait(&mut b, "cat /disk/shared/bb/moved.txt", "PIPED THROUGH BUSYBOX");
     type_and_wait(&mut b, "cat /disk/shared/from-a.txt", "from-a.txt: no such file or directory");
     type_and_wait(&mut a, "cat /remote/nowhere/x", "/remote/nowhere/x: no such file or directory");
+    // A device's directory is not a file, not removable, and not renamed across mounts.
+    type_and_wait(&mut a, "write /remote/node1 x", "/remote/node1: is a directory");
+    type_and_wait(&mut a, "rm /remote/node1", "/remote/node1: busy (a mount point)");
+    type_and_wait(&mut a, "mv /remote/node1/from-b.txt /disk/x", "/disk/x: across mounts");
     // A runs a program on B (`compute.run`): its output comes back while it runs, and its exit
     // status with the end.
     assert!(a.type_text("bus run node1 /disk/busybox sh -c 'echo out-$((0+1)); sleep 2; echo out-$((1+1)); exit 3'\n"));

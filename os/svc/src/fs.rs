@@ -30,6 +30,8 @@ pub const BUFFER_MAX: u64 = 64 * 1024;
 pub const BUFFER_DEFAULT: u64 = 16 * 1024;
 /// How long [`Fs`] waits for the service to (re)appear in the name service.
 pub const CONNECT_WAIT_NS: u64 = 5_000_000_000;
+/// The buffer [`Fs`] asks the soft bus server for (the most one remote call moves).
+pub const REMOTE_BUFFER: u64 = 32 * 1024;
 /// How long [`Fs`] waits for the soft bus server when a path leads into a remote mount.
 pub const REMOTE_CONNECT_WAIT_NS: u64 = 2_000_000_000;
 /// The timeout of one request.
@@ -578,8 +580,8 @@ pub struct Fs {
     remote_generation: core::cell::Cell<u64>,
 }
 
-/// `Attach` and `Buffer` on `endpoint` (which the caller keeps).
-fn attach(endpoint: Handle, generation: u64) -> Result<Conn, Error> {
+/// `Attach` and a `Buffer` of `len` bytes on `endpoint` (which the caller keeps).
+fn attach(endpoint: Handle, generation: u64, len: u64) -> Result<Conn, Error> {
     let root = Client::<FileSystem>::new(endpoint);
     let session = match root.call(&Request::Attach, CALL_TIMEOUT_NS).map_err(ipc_error)? {
         Response::Session { endpoint } => endpoint.0,
@@ -587,7 +589,7 @@ fn attach(endpoint: Handle, generation: u64) -> Result<Conn, Error> {
         _ => return Err(Error::Protocol),
     };
     let client = Client::<FileSystem>::new(session);
-    let buffer = match client.call(&Request::Buffer { len: BUFFER_DEFAULT }, CALL_TIMEOUT_NS) {
+    let buffer = match client.call(&Request::Buffer { len }, CALL_TIMEOUT_NS) {
         Ok(Response::Buffer { memory, .. }) => SharedBuffer::map(memory.0).map_err(|_| Error::NoMemory),
         Ok(Response::Failed { error }) => Err(error),
         Ok(_) => Err(Error::Protocol),
@@ -630,7 +632,7 @@ impl Fs {
     pub fn connect() -> Result<Fs, Error> {
         let mut names = crate::names().map_err(|_| Error::Unavailable)?;
         let endpoint = lookup(&mut names)?;
-        let conn = attach(endpoint, 1);
+        let conn = attach(endpoint, 1, BUFFER_DEFAULT);
         let _ = sys::cap_close(endpoint);
         Ok(Fs::with_conn(Some(names), conn?))
     }
@@ -638,7 +640,7 @@ impl Fs {
     /// Attaches through `endpoint` (the service's endpoint, which the caller keeps), without
     /// the name service: no reconnection after a restart.
     pub fn with_endpoint(endpoint: Handle) -> Result<Fs, Error> {
-        Ok(Fs::with_conn(None, attach(endpoint, 1)?))
+        Ok(Fs::with_conn(None, attach(endpoint, 1, BUFFER_DEFAULT)?))
     }
 
     fn with_conn(names: Option<Client<Names>>, conn: Conn) -> Fs {
@@ -661,7 +663,7 @@ impl Fs {
         let Some(names) = names.as_mut() else { return Err(Error::Unavailable) };
         let endpoint = lookup(names)?;
         let generation = self.conn.borrow().generation + 1;
-        let conn = attach(endpoint, generation);
+        let conn = attach(endpoint, generation, BUFFER_DEFAULT);
         let _ = sys::cap_close(endpoint);
         *self.conn.borrow_mut() = conn?;
         Ok(())
@@ -735,7 +737,8 @@ impl Fs {
         };
         let generation = self.remote_generation.get() + 1;
         self.remote_generation.set(generation);
-        let conn = attach(endpoint, generation);
+        // Each remote read or write is a network round trip: move as much as a call takes.
+        let conn = attach(endpoint, generation, REMOTE_BUFFER);
         let _ = sys::cap_close(endpoint);
         *self.remote.borrow_mut() = Some(conn?);
         Ok(())

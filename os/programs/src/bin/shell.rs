@@ -364,7 +364,7 @@ impl Shell {
                 let mut source = fs.open(&from, fs::flags::READ, 0).map_err(|e| format!("{from}: {}", e.text()))?;
                 let flags = fs::flags::WRITE | fs::flags::CREATE | fs::flags::TRUNCATE;
                 let mut target = fs.open(&to, flags, 0o644).map_err(|e| format!("{to}: {}", e.text()))?;
-                let mut chunk = alloc::vec![0u8; fs.buffer_len()];
+                let mut chunk = alloc::vec![0u8; fs::REMOTE_BUFFER as usize];
                 loop {
                     let n = source.read(&mut chunk).map_err(|e| format!("{from}: {}", e.text()))?;
                     if n == 0 {
@@ -379,7 +379,7 @@ impl Shell {
                     let path = self.absolute(path);
                     let fs = self.fs()?;
                     let mut file = fs.open(&path, fs::flags::READ, 0).map_err(|e| format!("{path}: {}", e.text()))?;
-                    let mut chunk = alloc::vec![0u8; fs.buffer_len()];
+                    let mut chunk = alloc::vec![0u8; fs::REMOTE_BUFFER as usize];
                     let (mut bytes, mut lines) = (0u64, 0u64);
                     loop {
                         let n = file.read(&mut chunk).map_err(|e| format!("{path}: {}", e.text()))?;
