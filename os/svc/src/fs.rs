@@ -312,6 +312,19 @@ rt::protocol! {
     }
 }
 
+/// A free slot of a server's handle table (the first empty one, or a new one up to
+/// [`OPEN_MAX`]): its index, or `TooManyOpen`.
+pub fn free_slot<T>(files: &mut Vec<Option<T>>) -> Result<usize, Error> {
+    match files.iter().position(Option::is_none) {
+        Some(i) => Ok(i),
+        None if files.len() < OPEN_MAX => {
+            files.push(None);
+            Ok(files.len() - 1)
+        }
+        None => Err(Error::TooManyOpen),
+    }
+}
+
 /// What a directory entry or file is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

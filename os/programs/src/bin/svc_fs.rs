@@ -491,14 +491,7 @@ impl Service {
         };
         // Room for the handle first, so a full table creates nothing.
         let s = self.session(badge)?;
-        let slot = match s.files.iter().position(Option::is_none) {
-            Some(i) => i,
-            None if s.files.len() < proto::OPEN_MAX => {
-                s.files.push(None);
-                s.files.len() - 1
-            }
-            None => return Err(Error::TooManyOpen),
-        };
+        let slot = proto::free_slot(&mut s.files)?;
         let (loc, stat) = self.vfs.open(&path, o, mode).map_err(map_error)?;
         let dir = stat.kind == vfs::Kind::Directory;
         let open = Open {

@@ -336,14 +336,7 @@ impl Files {
                 let path = self.text(badge, path)?;
                 let write = f & (flags::WRITE | flags::TRUNCATE | flags::CREATE) != 0;
                 let session = self.sessions.get_mut(&badge).ok_or(Error::NoSession)?;
-                let slot = match session.files.iter().position(Option::is_none) {
-                    Some(i) => i,
-                    None if session.files.len() < proto::OPEN_MAX => {
-                        session.files.push(None);
-                        session.files.len() - 1
-                    }
-                    None => return Err(Error::TooManyOpen),
-                };
+                let slot = proto::free_slot(&mut session.files)?;
                 let dir = |device: Option<String>| Open {
                     device,
                     path: String::new(),
