@@ -275,6 +275,15 @@ pub struct Thread<C> {
     pub context: C,
 }
 
+impl<C> Thread<C> {
+    /// What waits for it to be written into its registers before it runs: a result
+    /// ([`Kernel::take_return`]) and the `rax` of a foreign system call ([`Kernel::take_rax`]),
+    /// both taken at once (the switch path looks the thread up once).
+    pub fn take_results(&mut self) -> (Option<Return>, Option<u64>) {
+        (self.pending.take(), self.pending_rax.take())
+    }
+}
+
 /// An endpoint: callers waiting for a receiver, or receivers waiting for a caller.
 #[derive(Default)]
 pub struct Endpoint {
@@ -554,12 +563,21 @@ impl<M: Machine> Kernel<M> {
     /// Blocks the current thread in `state`, with a timeout in nanoseconds (FOREVER: none).
     fn block_current(&mut self, state: State, timeout: u64) {
         let id = self.current.expect("a thread made the call");
-        let now = if timeout == FOREVER { self.now } else { self.refresh_now() };
-        let deadline = now.saturating_add(timeout);
-        let timer = (timeout != FOREVER).then(|| self.timers.arm(deadline, id));
+        let timer = self.arm_wait(id, timeout);
         let thread = self.t(id);
         thread.state = state;
         thread.timer = timer;
+    }
+
+    /// The timer of a wait of thread `id` that starts now, for `timeout` nanoseconds (FOREVER:
+    /// none).
+    #[inline(always)]
+    fn arm_wait(&mut self, id: ThreadId, timeout: u64) -> Option<TimerKey> {
+        if timeout == FOREVER {
+            return None;
+        }
+        let deadline = self.refresh_now().saturating_add(timeout);
+        Some(self.timers.arm(deadline, id))
     }
 
     /// Ends a thread's wait: cancels its timer, stores its result, queues it.
@@ -601,11 +619,13 @@ impl<M: Machine> Kernel<M> {
     /// its slice or a higher priority is ready. `None`: nothing to run (idle).
     pub fn schedule(&mut self) -> Option<ThreadId> {
         if let Some(h) = self.handoff.take() {
-            if let Some(priority) = self.thread(h).filter(|t| t.state == State::Ready).map(|t| t.priority) {
-                let current_runs = self.current.and_then(|c| self.thread(c)).is_some_and(|t| t.state == State::Running);
-                if !current_runs && self.run_queue.highest().is_none_or(|q| q <= priority) {
+            let current_runs = self.current.and_then(|c| self.thread(c)).is_some_and(|t| t.state == State::Running);
+            // One lookup of the thread handed to (the hottest path: every IPC switch).
+            let highest = self.run_queue.highest();
+            if let Some(t) = self.threads.get_mut(h).filter(|t| t.state == State::Ready) {
+                if !current_runs && highest.is_none_or(|q| q <= t.priority) {
+                    t.state = State::Running;
                     self.give_way = None;
-                    self.t(h).state = State::Running;
                     self.current = Some(h);
                     self.slice_end = self.now.saturating_add(TIMESLICE_NS);
                     return Some(h);
@@ -714,8 +734,10 @@ impl<M: Machine> Kernel<M> {
     /// The current thread made a system call with `args`.
     pub fn syscall(&mut self, args: &Args) {
         let Some(id) = self.current else { return };
-        if self.t(id).foreign {
-            self.foreign_syscall(id, args);
+        let t = self.t(id);
+        if t.foreign {
+            let (task, priority) = (t.task, t.priority);
+            self.foreign_syscall(id, task, priority, args);
             return;
         }
         // The IPC fast paths first, before anything the general path builds.
@@ -1248,8 +1270,7 @@ impl<M: Machine> Kernel<M> {
     /// bits (`info::thread`), words = `rax` (the number), `rdi`, `rsi`, `rdx` (the server reads
     /// the other registers with `ThreadRegs`), badge = the personality capability's. The reply's
     /// word 0 becomes `rax`; every other register is kept.
-    fn foreign_syscall(&mut self, id: ThreadId, args: &Args) {
-        let task = self.t(id).task;
+    fn foreign_syscall(&mut self, id: ThreadId, task: TaskId, priority: u8, args: &Args) {
         let personality = self.task(task).and_then(|t| t.personality).filter(|(ep, _)| self.endpoints.contains(*ep));
         let Some((ep, badge)) = personality else {
             self.t(id).pending_rax = Some(FOREIGN_FAILED);
@@ -1257,16 +1278,15 @@ impl<M: Machine> Kernel<M> {
         };
         let info = abi::syscall::label::SYSCALL as u64 | (id.index() as u64) << abi::syscall::info::THREAD_SHIFT;
         let words = [args.rax, args.a[0], args.a[1], args.a[2]];
-        self.t(id).in_foreign_call = true;
         // The fast path when the server waits (as `fast_call`): straight into its registers.
         if self.handoff.is_none() {
             if let Some(receiver) = self.endpoints.get_mut(ep).and_then(|e| e.receivers.pop_front()) {
-                let priority = self.t(id).priority;
                 let message = Return::ok([info, words[0], words[1], words[2], words[3], 0, badge]);
-                self.hand_over(id, priority, receiver, message);
+                self.hand_over(id, priority, receiver, message, true);
                 return;
             }
         }
+        self.t(id).in_foreign_call = true;
         self.send_call(id, ep, Message { info, words, cap: None, badge }, FOREVER);
     }
 

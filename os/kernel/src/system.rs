@@ -334,10 +334,11 @@ fn resume(
             program_timer(k);
             if let Some(id) = next.filter(|n| Some(*n) == interrupted) {
                 // The same thread goes on: its registers are in the frame already.
-                if let Some(r) = k.take_return(id) {
+                let (result, rax) = k.thread_mut(id).map_or((None, None), |t| t.take_results());
+                if let Some(r) = result {
                     write_return(frame, &r);
                 }
-                if let Some(rax) = k.take_rax(id) {
+                if let Some(rax) = rax {
                     frame.rax = rax;
                 }
                 return frame;
@@ -347,9 +348,8 @@ fn resume(
                 thread.context.frame = *frame;
             }
             if let Some(next) = next {
-                let result = k.take_return(next);
-                let rax = k.take_rax(next);
                 let thread = k.thread_mut(next).expect("scheduled threads exist");
+                let (result, rax) = thread.take_results();
                 if let Some(r) = result {
                     write_return(&mut thread.context.frame, &r);
                 }
