@@ -135,6 +135,25 @@ fn two_guests_and_a_host_form_one_device_network() {
     type_and_wait(&mut a, "write /remote/node1 x", "/remote/node1: is a directory");
     type_and_wait(&mut a, "rm /remote/node1", "/remote/node1: busy (a mount point)");
     type_and_wait(&mut a, "mv /remote/node1/from-b.txt /disk/x", "/disk/x: across mounts");
+    // The soft bus server restarts: the shell's file session with it is gone, and the next
+    // operation on /remote attaches again by itself.
+    type_and_wait(&mut a, "restart softbus", "restarted service softbus (restart 1)");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let before = a.lines().iter().filter(|l| l.text.contains("text made on node1")).count();
+        assert!(a.type_text("cat /remote/node1/from-b.txt\n"));
+        let seen = std::cell::Cell::new(0);
+        let again = |l: &str| {
+            if l.contains("text made on node1") {
+                seen.set(seen.get() + 1);
+            }
+            seen.get() > before
+        };
+        if a.wait_until(again, Duration::from_secs(10)).is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", a.report("/remote/node1 never worked again after softbus restarted"));
+    }
     // A runs a program on B (`compute.run`): its output comes back while it runs, and its exit
     // status with the end.
     assert!(a.type_text("bus run node1 /disk/busybox sh -c 'echo out-$((0+1)); sleep 2; echo out-$((1+1)); exit 3'\n"));
