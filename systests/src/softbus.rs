@@ -25,6 +25,16 @@ pub fn binaries() -> (PathBuf, PathBuf) {
     (target.join("debug/tuttid"), target.join("debug/tutti"))
 }
 
+/// A running `tutti serve`, killed when dropped.
+pub struct Serving(Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A `tuttid` in a namespace with a fresh state directory, killed when dropped.
 pub struct Daemon {
     child: Child,
@@ -63,6 +73,29 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(50));
         }
         daemon
+    }
+
+    /// `tutti serve --no-display --storage <dir>` against it: the daemon shares `dir` while the
+    /// returned process runs (killed when dropped).
+    pub fn serve_storage(&self, dir: &Path) -> Serving {
+        let err = self.state.join("serve.stderr");
+        let child = Command::new(&self.tutti)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .args(["serve", "--no-display", "--storage"])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .expect("tutti serve starts");
+        let serving = Serving(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !std::fs::read_to_string(&err).unwrap_or_default().contains("tutti: serving") {
+            assert!(Instant::now() < deadline, "tutti serve did not start: {}", self.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        serving
     }
 
     /// Its log and standard error.

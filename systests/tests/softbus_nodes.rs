@@ -172,6 +172,22 @@ fn two_guests_and_a_host_form_one_device_network() {
     assert!(ran.contains("ran on "), "{ran}");
     let out = host.tutti(&["run", "node0", "/disk/busybox", "sh", "-c", "exit 7"]);
     assert_eq!(out.status.code(), Some(7), "{out:?}");
+    // The host shares a directory (`tutti serve --storage`): A reads and writes it as
+    // /remote/host.
+    let shared = scratch.join("host-shared");
+    let _ = std::fs::remove_dir_all(&shared);
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("from-host.txt"), "written on the host\n").unwrap();
+    let serving = host.serve_storage(&shared);
+    type_and_wait(&mut a, "cat /remote/host/from-host.txt", "written on the host");
+    assert!(a.type_text("write /remote/host/from-a.txt to the host\n"));
+    type_and_wait(&mut a, "ls -l /remote/host", &format!("{:>10} from-a.txt", 12));
+    assert_eq!(std::fs::read_to_string(shared.join("from-a.txt")).unwrap(), "to the host\n");
+    assert!(a.type_text("rm /remote/host/from-host.txt\n"));
+    // The shell runs commands in order: once this answers, the removal is done.
+    type_and_wait(&mut a, "wc /remote/host/from-a.txt", "1 lines, 12 bytes: /remote/host/from-a.txt");
+    assert!(!shared.join("from-host.txt").exists(), "the host's file was not removed");
+    drop(serving);
 
     // B dies: A's call fails (the deadline is 10 s), and works again once B is back.
     drop(b.stop());
