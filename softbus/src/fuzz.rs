@@ -112,18 +112,7 @@ pub fn trust_store(data: &[u8]) {
 }
 
 /// The methods of remote file access, by the first byte of a fuzz input.
-const STORAGE_METHODS: [&str; 10] = [
-    crate::storage::method::STAT,
-    crate::storage::method::OPEN,
-    crate::storage::method::READ,
-    crate::storage::method::WRITE,
-    crate::storage::method::READDIR,
-    crate::storage::method::MKDIR,
-    crate::storage::method::REMOVE,
-    crate::storage::method::RENAME,
-    crate::storage::method::TRUNCATE,
-    crate::storage::method::SYNC,
-];
+const STORAGE_METHODS: [&str; 10] = crate::storage::method::ALL;
 
 /// Decodes `data[1..]` as the payload of a remote file request (method by `data[0]`), which
 /// must re-encode to the same bytes, and as the reply to a request of each kind.
@@ -142,7 +131,7 @@ pub fn storage(data: &[u8]) {
         Request::Mkdir { path: "a" },
     ];
     for request in &asked {
-        if let Ok(reply) = decode_reply(request, data) {
+        if let Ok(reply) = decode_reply(request.asked(), data) {
             assert_eq!(encode_reply(&Ok(reply.clone())), data, "re-encoding {reply:?} differs");
         }
     }

@@ -45,6 +45,13 @@ pub mod method {
     pub const TRUNCATE: &str = "storage.truncate";
     /// Makes what was written durable.
     pub const SYNC: &str = "storage.sync";
+    /// All of them.
+    pub const ALL: [&str; 10] = [STAT, OPEN, READ, WRITE, READDIR, MKDIR, REMOVE, RENAME, TRUNCATE, SYNC];
+
+    /// Whether `name` is one of them.
+    pub fn is_one(name: &str) -> bool {
+        ALL.contains(&name)
+    }
 }
 
 /// `storage.open` flags.
@@ -501,33 +508,64 @@ pub fn encode_reply(reply: &Result<Reply, FileError>) -> Vec<u8> {
     out
 }
 
-/// Decodes the reply to `request`. An answer that does not fit the request (a stat where data
-/// was asked, more data than asked, a name that is not a plain name) is `InvalidArgument`:
-/// the serving device is as hostile as any other input.
-pub fn decode_reply(request: &Request<'_>, payload: &[u8]) -> Result<Reply, FileError> {
+/// What the reply to a request must be: its kind and limits, all [`decode_reply`] needs (a
+/// caller keeps this while the call is out instead of the request and its data). Fields are
+/// described on their variants.
+#[allow(missing_docs)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Asked {
+    /// A stat (`Stat`, `Open`).
+    Stat,
+    /// At most `len` bytes (`Read`).
+    Data { len: u32 },
+    /// At most `len` bytes written (`Write` of `len` bytes).
+    Written { len: u32 },
+    /// A page of entries (`ReadDir`).
+    Entries,
+    /// Nothing (the rest).
+    Done,
+}
+
+impl Request<'_> {
+    /// What its reply must be.
+    pub fn asked(&self) -> Asked {
+        match self {
+            Request::Stat { .. } | Request::Open { .. } => Asked::Stat,
+            Request::Read { len, .. } => Asked::Data { len: *len },
+            Request::Write { data, .. } => Asked::Written { len: data.len() as u32 },
+            Request::ReadDir { .. } => Asked::Entries,
+            _ => Asked::Done,
+        }
+    }
+}
+
+/// Decodes the reply to a request that `asked` describes. An answer that does not fit (a stat
+/// where data was asked, more data than asked, a name that is not a plain name) is
+/// `InvalidArgument`: the serving device is as hostile as any other input.
+pub fn decode_reply(asked: Asked, payload: &[u8]) -> Result<Reply, FileError> {
     let mut c = Cursor(payload);
     let status = c.u8()?;
     if status != 0 {
         return Err(FileError::from_code(status).unwrap_or(FileError::Io));
     }
-    let reply = match request {
-        Request::Stat { .. } | Request::Open { .. } => Reply::Stat(get_stat(&mut c)?),
-        Request::Read { len, .. } => {
+    let reply = match asked {
+        Asked::Stat => Reply::Stat(get_stat(&mut c)?),
+        Asked::Data { len } => {
             let data = core::mem::take(&mut c.0);
-            if data.len() > *len as usize {
+            if data.len() > len as usize {
                 return Err(FileError::InvalidArgument);
             }
             Reply::Data(data.to_vec())
         }
-        Request::Write { data, .. } => {
+        Asked::Written { len: asked } => {
             let len = c.u32()?;
             let end = c.u64()?;
-            if len as usize > data.len() {
+            if len > asked {
                 return Err(FileError::InvalidArgument);
             }
             Reply::Written { len, end }
         }
-        Request::ReadDir { .. } => {
+        Asked::Entries => {
             let more = match c.u8()? {
                 0 => false,
                 1 => true,
@@ -550,7 +588,7 @@ pub fn decode_reply(request: &Request<'_>, payload: &[u8]) -> Result<Reply, File
             }
             Reply::Entries { entries, more }
         }
-        _ => Reply::Done,
+        Asked::Done => Reply::Done,
     };
     c.end()?;
     Ok(reply)
@@ -784,7 +822,7 @@ mod tests {
         let payload = request.encode();
         assert_eq!(Request::decode(request.method(), &payload), Some(Ok(request.clone())));
         let reply = serve(m, request.method(), &payload).expect("a storage method");
-        decode_reply(&request, &reply)
+        decode_reply(request.asked(), &reply)
     }
 
     #[test]
@@ -866,15 +904,15 @@ mod tests {
         assert_eq!(Request::decode(method::STAT, &trailing), Some(Err(FileError::InvalidArgument)));
         assert_eq!(Request::decode("storage.get", b"{}"), None);
         // A serving device that answers more than asked.
-        let request = Request::Read { path: "a", offset: 0, len: 2 };
-        assert_eq!(decode_reply(&request, &[0, 1, 2, 3]), Err(FileError::InvalidArgument));
-        assert_eq!(decode_reply(&request, &[200]), Err(FileError::Io));
-        assert_eq!(decode_reply(&request, &[]), Err(FileError::InvalidArgument));
-        let listing = Request::ReadDir { path: "", start: 0 };
+        let asked = Request::Read { path: "a", offset: 0, len: 2 }.asked();
+        assert_eq!(decode_reply(asked, &[0, 1, 2, 3]), Err(FileError::InvalidArgument));
+        assert_eq!(decode_reply(asked, &[200]), Err(FileError::Io));
+        assert_eq!(decode_reply(asked, &[]), Err(FileError::InvalidArgument));
+        let listing = Request::ReadDir { path: "", start: 0 }.asked();
         let evil = encode_reply(&Ok(Reply::Entries {
             entries: vec![Entry { name: "..".into(), kind: FileKind::Directory, size: 0 }],
             more: false,
         }));
-        assert_eq!(decode_reply(&listing, &evil), Err(FileError::InvalidArgument));
+        assert_eq!(decode_reply(listing, &evil), Err(FileError::InvalidArgument));
     }
 }

@@ -340,7 +340,7 @@ mod tests {
         // The binary methods of remote file access, on the same directory and rules.
         use softbus::storage::{decode_reply, serve, Reply, Request};
         let mut s = s;
-        let mut call = |r: Request<'_>| decode_reply(&r, &serve(&mut s, r.method(), &r.encode()).unwrap());
+        let mut call = |r: Request<'_>| decode_reply(r.asked(), &serve(&mut s, r.method(), &r.encode()).unwrap());
         let write = Request::Write { path: "sub/bin", offset: None, data: &[0, 255, 7] };
         assert_eq!(call(write.clone()), Err(FileError::NotFound));
         assert!(call(Request::Open { path: "sub/bin", flags: softbus::storage::open::CREATE }).is_ok());

@@ -488,6 +488,18 @@ impl DirEntry {
         out.extend_from_slice(name);
     }
 
+    /// Appends the record if `out` stays within `room` bytes (a `ReadDir` answer that must fit
+    /// the session's buffer); whether it did.
+    pub fn encode_within(&self, out: &mut Vec<u8>, room: usize) -> bool {
+        let before = out.len();
+        self.encode_into(out);
+        if out.len() > room {
+            out.truncate(before);
+            return false;
+        }
+        true
+    }
+
     /// The first record of `b` and the bytes it takes.
     pub fn decode(b: &[u8]) -> Option<(DirEntry, usize)> {
         if b.len() < DIRENT_HEADER {

@@ -82,7 +82,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, peer: DeviceId, method: String, p
         return services::serve(&method, &payload);
     }
     // Remote file access (binary `storage.*`): served here on the directory the provider shares.
-    if softbus::storage::Request::decode(&method, &[]).is_some() {
+    if softbus::storage::method::is_one(&method) {
         let dir = lock(&shared.provider).as_ref().filter(|p| !p.tx.is_closed()).and_then(|p| p.storage.clone());
         let Some(dir) = dir else {
             return Err((RpcErrorCode::UNAVAILABLE, format!("{} shares no storage directory", shared.name)));

@@ -364,14 +364,9 @@ impl Shell {
                 let mut source = fs.open(&from, fs::flags::READ, 0).map_err(|e| format!("{from}: {}", e.text()))?;
                 let flags = fs::flags::WRITE | fs::flags::CREATE | fs::flags::TRUNCATE;
                 let mut target = fs.open(&to, flags, 0o644).map_err(|e| format!("{to}: {}", e.text()))?;
-                let mut chunk = alloc::vec![0u8; fs::REMOTE_BUFFER as usize];
-                loop {
-                    let n = source.read(&mut chunk).map_err(|e| format!("{from}: {}", e.text()))?;
-                    if n == 0 {
-                        break;
-                    }
-                    target.write(&chunk[..n]).map_err(|e| format!("{to}: {}", e.text()))?;
-                }
+                each_chunk(&mut source, &from, |chunk| {
+                    target.write(chunk).map(|_| ()).map_err(|e| format!("{to}: {}", e.text()))
+                })?;
                 target.close().map_err(|e| format!("{to}: {}", e.text()))?;
             }
             "wc" => {
@@ -379,16 +374,12 @@ impl Shell {
                     let path = self.absolute(path);
                     let fs = self.fs()?;
                     let mut file = fs.open(&path, fs::flags::READ, 0).map_err(|e| format!("{path}: {}", e.text()))?;
-                    let mut chunk = alloc::vec![0u8; fs::REMOTE_BUFFER as usize];
                     let (mut bytes, mut lines) = (0u64, 0u64);
-                    loop {
-                        let n = file.read(&mut chunk).map_err(|e| format!("{path}: {}", e.text()))?;
-                        if n == 0 {
-                            break;
-                        }
-                        bytes += n as u64;
-                        lines += chunk[..n].iter().filter(|b| **b == b'\n').count() as u64;
-                    }
+                    each_chunk(&mut file, &path, |chunk| {
+                        bytes += chunk.len() as u64;
+                        lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+                        Ok(())
+                    })?;
                     let _ = writeln!(out, "{lines} lines, {bytes} bytes: {path}");
                 }
             }
@@ -945,6 +936,23 @@ fn kind_name(kind: Kind) -> &'static str {
 }
 
 /// `drwxr-xr-x` style.
+/// Reads `file` (opened from `path`) to its end, 32 KiB at a time (a remote file's most per
+/// call), handing each piece to `f`.
+fn each_chunk(
+    file: &mut fs::File<'_>,
+    path: &str,
+    mut f: impl FnMut(&[u8]) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut chunk = alloc::vec![0u8; fs::REMOTE_BUFFER as usize];
+    loop {
+        let n = file.read(&mut chunk).map_err(|e| format!("{path}: {}", e.text()))?;
+        if n == 0 {
+            return Ok(());
+        }
+        f(&chunk[..n])?;
+    }
+}
+
 fn mode_string(kind: Kind, mode: u16) -> String {
     let mut s = String::new();
     s.push(match kind {

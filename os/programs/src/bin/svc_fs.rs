@@ -592,10 +592,7 @@ impl Service {
         while count < ENTRIES_PER_CALL {
             let Some((entry, after)) = self.vfs.readdir(open.loc, next).map_err(map_error)? else { break };
             let record = proto::DirEntry { ino: entry.ino, kind: kind(entry.kind), name: entry.name };
-            let before = out.len();
-            record.encode_into(&mut out);
-            if out.len() > room {
-                out.truncate(before);
+            if !record.encode_within(&mut out, room) {
                 break;
             }
             count += 1;

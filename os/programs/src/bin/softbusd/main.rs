@@ -663,11 +663,16 @@ impl Bus {
         Response::Failed { kind: f.kind, code: f.code, len: self.put(badge, f.message.as_bytes()) }
     }
 
+    /// Answers a caller of the remote mount: the file-system answer of `op` from `result`.
+    fn answer_file(&self, reply: Handle, op: remote::Op, result: Result<&[u8], svc::fs::Error>) {
+        let response = self.files.borrow_mut().complete(op, result);
+        remote::answer(reply, response);
+    }
+
     /// Answers a waiting caller with `failure`.
     pub fn fail(&self, waiter: Waiter, failure: Failure) {
         if let Answer::File(op) = waiter.answer {
-            let response = self.files.borrow_mut().complete(*op, Err(remote::bus_error(&failure)));
-            return remote::answer(waiter.reply, response);
+            return self.answer_file(waiter.reply, *op, Err(remote::bus_error(&failure)));
         }
         let response = self.failed_response(waiter.badge, &failure);
         let _ = sys::reply_with(waiter.reply, &response.encode());
@@ -676,8 +681,7 @@ impl Bus {
     /// Answers a waiting caller with text.
     pub fn answer_text(&self, waiter: Waiter, text: &str) {
         if let Answer::File(op) = waiter.answer {
-            let response = self.files.borrow_mut().complete(*op, Err(svc::fs::Error::Io));
-            return remote::answer(waiter.reply, response);
+            return self.answer_file(waiter.reply, *op, Err(svc::fs::Error::Io));
         }
         let response = self.text_response(waiter.badge, text);
         let _ = sys::reply_with(waiter.reply, &response.encode());
@@ -686,8 +690,7 @@ impl Bus {
     /// Answers a waiting caller with the bytes of a remote response.
     pub fn answer_reply(&self, waiter: Waiter, bytes: &[u8]) {
         if let Answer::File(op) = waiter.answer {
-            let response = self.files.borrow_mut().complete(*op, Ok(bytes));
-            return remote::answer(waiter.reply, response);
+            return self.answer_file(waiter.reply, *op, Ok(bytes));
         }
         if matches!(waiter.answer, Answer::Caps) {
             let text = match decode_list(bytes) {

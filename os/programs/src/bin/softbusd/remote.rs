@@ -64,9 +64,8 @@ pub struct Files {
 pub struct Op {
     session: u64,
     device: String,
-    /// The request sent (its method and payload), to decode the answer against.
-    method: &'static str,
-    payload: Vec<u8>,
+    /// What the answer must be.
+    asked: storage::Asked,
     then: Then,
 }
 
@@ -90,9 +89,13 @@ enum Then {
         slot: usize,
         offset: i64,
     },
-    Stat,
-    /// Entries of a listing that started at `cookie`.
+    /// The stat of `path` (on the op's device).
+    Stat {
+        path: String,
+    },
+    /// Entries of the directory `path` from `cookie`.
     Entries {
+        path: String,
         cookie: u64,
     },
     Done,
@@ -315,9 +318,8 @@ impl Files {
     }
 
     fn call(&self, badge: u64, device: String, request: storage::Request<'_>, then: Then) -> Step {
-        let (method, payload) = (request.method(), request.encode());
-        let op = Op { session: badge, device: device.clone(), method, payload: payload.clone(), then };
-        Step::Call(Call { device, method, payload, op })
+        let op = Op { session: badge, device: device.clone(), asked: request.asked(), then };
+        Step::Call(Call { device, method: request.method(), payload: request.encode(), op })
     }
 
     fn serve(
@@ -467,7 +469,8 @@ impl Files {
                         Ok(self.stat_now(badge, &directory(&device, "")))
                     }
                     Some((device, rest)) => {
-                        Ok(self.call(badge, device, storage::Request::Stat { path: &rest }, Then::Stat))
+                        let then = Then::Stat { path: rest.clone() };
+                        Ok(self.call(badge, device, storage::Request::Stat { path: &rest }, then))
                     }
                 }
             }
@@ -475,7 +478,8 @@ impl Files {
                 let open = self.file(badge, handle)?;
                 match open.device {
                     Some(device) if !open.path.is_empty() => {
-                        Ok(self.call(badge, device, storage::Request::Stat { path: &open.path }, Then::Stat))
+                        let then = Then::Stat { path: open.path.clone() };
+                        Ok(self.call(badge, device, storage::Request::Stat { path: &open.path }, then))
                     }
                     device => Ok(self.stat_now(badge, &directory(device.as_deref().unwrap_or(""), ""))),
                 }
@@ -496,7 +500,8 @@ impl Files {
                 };
                 let start = u32::try_from(cookie).map_err(|_| Error::InvalidArgument)?;
                 let request = storage::Request::ReadDir { path: &open.path, start };
-                Ok(self.call(badge, device, request, Then::Entries { cookie }))
+                let then = Then::Entries { path: open.path.clone(), cookie };
+                Ok(self.call(badge, device, request, then))
             }
             Request::Mkdir { path, mode: _ } => self.path_call(badge, path, |p| storage::Request::Mkdir { path: p }),
             Request::Unlink { path } => {
@@ -581,10 +586,7 @@ impl Files {
             let path = if dir.is_empty() { e.name.clone() } else { alloc::format!("{dir}/{}", e.name) };
             let record =
                 proto::DirEntry { ino: ino(device, &path), kind: kind_of(e.kind), name: e.name.as_bytes().to_vec() };
-            let before = out.len();
-            record.encode_into(&mut out);
-            if out.len() > room {
-                out.truncate(before);
+            if !record.encode_within(&mut out, room) {
                 break;
             }
             count += 1;
@@ -597,30 +599,11 @@ impl Files {
     /// soft bus could not get them.
     pub fn complete(&mut self, op: Op, result: Result<&[u8], Error>) -> Response {
         let badge = op.session;
-        let answer = (|| {
-            let bytes = result?;
-            let request = match storage::Request::decode(op.method, &op.payload) {
-                Some(Ok(r)) => r,
-                _ => return Err(Error::Io),
-            };
-            let reply = storage::decode_reply(&request, bytes).map_err(file_error);
-            self.finish(badge, &op.device, &request, op.then, reply)
-        })();
-        answer.unwrap_or_else(|error| Response::Failed { error })
+        let reply = result.and_then(|bytes| storage::decode_reply(op.asked, bytes).map_err(file_error));
+        self.finish(badge, &op.device, op.then, reply).unwrap_or_else(|error| Response::Failed { error })
     }
 
-    fn finish(
-        &mut self,
-        badge: u64,
-        device: &str,
-        request: &storage::Request<'_>,
-        then: Then,
-        reply: Result<Reply, Error>,
-    ) -> Result<Response, Error> {
-        let path = match request {
-            storage::Request::Stat { path } | storage::Request::ReadDir { path, .. } => *path,
-            _ => "",
-        };
+    fn finish(&mut self, badge: u64, device: &str, then: Then, reply: Result<Reply, Error>) -> Result<Response, Error> {
         match (then, reply) {
             (Then::Opened { slot, .. }, Err(e)) => {
                 if let Some(s) = self.sessions.get_mut(&badge) {
@@ -663,13 +646,13 @@ impl Files {
                 self.set_pos(badge, slot, pos);
                 Ok(Response::Position { pos })
             }
-            (Then::Stat, Ok(Reply::Stat(stat))) => {
-                let record = record(device, path, &stat);
+            (Then::Stat { path }, Ok(Reply::Stat(stat))) => {
+                let record = record(device, &path, &stat);
                 self.put(badge, &record.encode())?;
                 Ok(Response::Record { len: proto::STAT_LEN as u32 })
             }
-            (Then::Entries { cookie }, Ok(Reply::Entries { entries, .. })) => {
-                self.entries(badge, device, path, cookie, &entries)
+            (Then::Entries { path, cookie }, Ok(Reply::Entries { entries, .. })) => {
+                self.entries(badge, device, &path, cookie, &entries)
             }
             (Then::Done, Ok(Reply::Done)) => Ok(Response::Done),
             _ => Err(Error::Io),

@@ -38,12 +38,22 @@ fn io(rel: &str, e: fs::Error) -> (RpcErrorCode, String) {
     }
 }
 
+/// Why a path a peer sent was not resolved.
+enum Refusal {
+    /// Not a relative path of plain names.
+    NotPlain,
+    /// A symbolic link on the way.
+    Link,
+    /// The file system's answer (a missing component, or what failed).
+    Fs(fs::Error),
+}
+
 /// The absolute path of `rel` under `root`, if `rel` is plain names without links; a missing
 /// last component is allowed when `new`.
-fn resolve(fs: &Fs, root: &str, rel: &str, new: bool) -> Result<String, (RpcErrorCode, String)> {
+fn locate(fs: &Fs, root: &str, rel: &str, new: bool) -> Result<String, Refusal> {
     let plain = |c: &str| !c.is_empty() && c != "." && c != ".." && !c.contains('\0');
     if rel.starts_with('/') || !rel.split('/').all(plain) {
-        return Err(bad(format!("{rel:?} is not a relative path of plain names")));
+        return Err(Refusal::NotPlain);
     }
     let parts: Vec<&str> = rel.split('/').collect();
     let mut path = String::from(root);
@@ -51,18 +61,25 @@ fn resolve(fs: &Fs, root: &str, rel: &str, new: bool) -> Result<String, (RpcErro
         path.push('/');
         path.push_str(part);
         match fs.lstat(&path) {
-            Ok(stat) if stat.kind == Kind::Symlink => {
-                return Err((RpcErrorCode::PERMISSION_DENIED, format!("{rel:?} leads through a symbolic link")))
-            }
+            Ok(stat) if stat.kind == Kind::Symlink => return Err(Refusal::Link),
             Ok(stat) if i + 1 < parts.len() && stat.kind != Kind::Directory => {
-                return Err(io(rel, fs::Error::NotFound));
+                return Err(Refusal::Fs(fs::Error::NotFound));
             }
             Ok(_) => {}
             Err(fs::Error::NotFound) if new && i + 1 == parts.len() => {}
-            Err(e) => return Err(io(rel, e)),
+            Err(e) => return Err(Refusal::Fs(e)),
         }
     }
     Ok(path)
+}
+
+/// [`locate`] for the JSON methods: a refusal as their RPC error and message.
+fn resolve(fs: &Fs, root: &str, rel: &str, new: bool) -> Result<String, (RpcErrorCode, String)> {
+    locate(fs, root, rel, new).map_err(|refusal| match refusal {
+        Refusal::NotPlain => bad(format!("{rel:?} is not a relative path of plain names")),
+        Refusal::Link => (RpcErrorCode::PERMISSION_DENIED, format!("{rel:?} leads through a symbolic link")),
+        Refusal::Fs(e) => io(rel, e),
+    })
 }
 
 fn answer(value: &Value) -> Served {
@@ -102,11 +119,10 @@ impl Shared<'_> {
         if rel.is_empty() {
             return Ok(String::from(self.root));
         }
-        resolve(self.fs, self.root, rel, new).map_err(|(code, _)| match code {
-            RpcErrorCode::PERMISSION_DENIED => FileError::PermissionDenied,
-            RpcErrorCode::NOT_FOUND => FileError::NotFound,
-            RpcErrorCode::INVALID_ARGUMENT => FileError::InvalidPath,
-            _ => FileError::Io,
+        locate(self.fs, self.root, rel, new).map_err(|refusal| match refusal {
+            Refusal::NotPlain => FileError::InvalidPath,
+            Refusal::Link => FileError::PermissionDenied,
+            Refusal::Fs(e) => file_error(e),
         })
     }
 }
